@@ -1,0 +1,28 @@
+"""The usage store: idempotent batch writes keyed by request id."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import close_old_connections, transaction
+
+from billing.models import UsageEvent
+
+FIELDS = {f.name for f in UsageEvent._meta.concrete_fields} - {"id"}
+
+
+def usage_store_batch(*, rows: list[dict[str, Any]]) -> int:
+    """Store events; one already stored (same request_id) is skipped. Returns rows sent."""
+    close_old_connections()
+    events = [UsageEvent(**_clean(row)) for row in rows]
+    with transaction.atomic():
+        UsageEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=500)
+    return len(events)
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    data = {k: v for k, v in row.items() if k in FIELDS}
+    if data.get("cost") is not None:
+        data["cost"] = Decimal(data["cost"])
+    return data

@@ -1,0 +1,105 @@
+"""Who is calling: API key -> Principal.
+
+Each process keeps what it read for GATEWAY_KEY_CACHE_SECONDS, which bounds how long a
+revoked key keeps working on any process; concurrent misses for one key share one read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from gateway.errors import GatewayError
+from portal.selectors import api_key_by_secret_hash
+from portal.services import hash_secret
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: int
+    tenant_id: int
+    tenant_slug: str
+    all_models: bool
+    allowed_models: frozenset[str]
+
+    def may_use(self, model: str) -> bool:
+        return self.all_models or model in self.allowed_models
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    principal: Principal | None
+    expires_at: datetime | None
+    fresh_until: float
+
+
+_cache: dict[str, _Entry] = {}
+_inflight: dict[str, asyncio.Future[_Entry]] = {}
+
+
+def secret_from_headers(headers: dict[bytes, bytes]) -> str | None:
+    auth = headers.get(b"authorization")
+    if auth:
+        scheme, _, token = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = headers.get(b"x-api-key") or headers.get(b"api-key")
+    return key.decode("latin-1").strip() if key else None
+
+
+async def authenticate(headers: dict[bytes, bytes]) -> Principal:
+    secret = secret_from_headers(headers)
+    if not secret:
+        raise GatewayError(
+            "authentication",
+            "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+        )
+    secret_hash = hash_secret(secret)
+    entry = _cache.get(secret_hash)
+    if entry is None or entry.fresh_until < time.monotonic():
+        entry = await _load_once(secret_hash)
+    if entry.principal is None:
+        raise GatewayError("authentication", "Invalid or revoked API key.", code="invalid_api_key")
+    if entry.expires_at is not None and entry.expires_at <= timezone.now():
+        raise GatewayError("authentication", "This API key has expired.", code="expired_api_key")
+    return entry.principal
+
+
+async def _load_once(secret_hash: str) -> _Entry:
+    pending = _inflight.get(secret_hash)
+    if pending is not None:
+        return await pending
+    future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
+    _inflight[secret_hash] = future
+    try:
+        entry = await sync_to_async(_load, thread_sensitive=False)(secret_hash)
+        _cache[secret_hash] = entry
+        future.set_result(entry)
+        return entry
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: waiters (if any) get it raised
+        raise
+    finally:
+        del _inflight[secret_hash]
+
+
+def _load(secret_hash: str) -> _Entry:
+    fresh_until = time.monotonic() + settings.GATEWAY_KEY_CACHE_SECONDS
+    key = api_key_by_secret_hash(secret_hash=secret_hash)
+    if key is None or key.revoked_at is not None:
+        return _Entry(None, None, fresh_until)
+    principal = Principal(
+        key_id=key.pk,
+        tenant_id=key.tenant_id,
+        tenant_slug=key.tenant.slug,
+        all_models=key.all_models,
+        allowed_models=frozenset(key.allowed_models or ()),
+    )
+    return _Entry(principal, key.expires_at, fresh_until)

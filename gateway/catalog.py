@@ -1,0 +1,132 @@
+"""What the gateway can serve: public models, their deployments and prices, as one snapshot.
+
+The snapshot is read from the database at most every GATEWAY_CATALOG_CACHE_SECONDS per
+process, so the hot path touches the database only when it is stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from billing.pricing import PriceEntry
+from gateway.errors import GatewayError
+from gateway.schemas import Credentials
+from gateway.secrets import resolve_api_key
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment, ready to call."""
+
+    provider: str
+    kind: str
+    credentials: Credentials
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    mode: str
+    context_window: int | None
+    targets: tuple[Target, ...]
+    price: PriceEntry | None
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    models: dict[str, ModelEntry]
+    fresh_until: float
+
+
+_current: Catalog | None = None
+_refreshing: asyncio.Future[Catalog] | None = None
+
+
+async def current() -> Catalog:
+    global _current, _refreshing
+    if _current is not None and _current.fresh_until >= time.monotonic():
+        return _current
+    if _refreshing is not None:
+        return await _refreshing
+    _refreshing = asyncio.get_running_loop().create_future()
+    try:
+        _current = await sync_to_async(load, thread_sensitive=False)()
+        _refreshing.set_result(_current)
+        return _current
+    except BaseException as exc:
+        _refreshing.set_exception(exc)
+        _refreshing.exception()
+        raise
+    finally:
+        _refreshing = None
+
+
+def invalidate() -> None:
+    global _current
+    _current = None
+
+
+async def resolve(name: str, allowed: bool, mode: str = "chat") -> ModelEntry:
+    """The entry for a public model the caller may use, or a 404 that reveals nothing more."""
+    entry = (await current()).models.get(name) if allowed else None
+    if entry is None or not entry.targets:
+        raise GatewayError(
+            "not_found",
+            f"The model '{name}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    if mode and entry.mode != mode:
+        raise GatewayError(
+            "invalid_request",
+            f"The model '{name}' is a {entry.mode} model and can't serve this route.",
+            param="model",
+        )
+    return entry
+
+
+def load() -> Catalog:
+    from billing.models import Price
+    from gateway.models import Deployment, LanguageModel
+
+    now = timezone.now()
+    prices: dict[str, PriceEntry] = {}
+    for price in Price.objects.filter(effective_from__lte=now).order_by("effective_from"):
+        prices[price.model_name] = PriceEntry(
+            price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok
+        )
+    targets: dict[int, list[Target]] = {}
+    rows = Deployment.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+    for dep in rows:
+        provider = dep.provider
+        creds = Credentials(
+            base_url=provider.base_url,
+            api_key=resolve_api_key(
+                env_name=provider.api_key_env, encrypted=provider.api_key_encrypted
+            ),
+            upstream_model=dep.upstream_model,
+            options=provider.options or {},
+        )
+        targets.setdefault(dep.model_id, []).append(
+            Target(provider.name, provider.kind, creds, dep.weight)
+        )
+    models = {
+        m.name: ModelEntry(
+            name=m.name,
+            mode=m.mode,
+            context_window=m.context_window,
+            targets=tuple(targets.get(m.pk, ())),
+            price=prices.get(m.name),
+            created=int(m.created_at.timestamp()),
+        )
+        for m in LanguageModel.objects.filter(enabled=True)
+    }
+    return Catalog(models, time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS)

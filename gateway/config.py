@@ -1,0 +1,325 @@
+"""Config as code: validate a YAML file whole, then apply it idempotently.
+
+A file with any error is rejected with the line and reason and nothing is applied. What an
+earlier apply created and this file no longer names is disabled, not deleted, so history keeps
+its references; what was made in the portal is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import Price
+from gateway import secrets
+from gateway.models import Deployment, LanguageModel, Provider
+from gateway.providers import KINDS
+
+ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+ENV_ANY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Map(dict):
+    line: int = 0
+
+
+class _Loader(yaml.SafeLoader):
+    """Remembers the line of every mapping so errors can point at it."""
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    result = _Map(loader.construct_pairs(node, deep=True))
+    result.line = node.start_mark.line + 1
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+
+
+@dataclass
+class ProviderSpec:
+    name: str
+    kind: str
+    base_url: str
+    api_key_env: str = ""
+    api_key: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    mode: str
+    context_window: int | None
+    price: dict[str, Decimal] | None
+    deployments: list[tuple[str, str, int]]
+
+
+@dataclass
+class ConfigSpec:
+    providers: list[ProviderSpec]
+    models: list[ModelSpec]
+
+
+def parse(text: str) -> ConfigSpec:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError([f"{where}invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+    return _Validator().run(data)
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def fail(self, node: Any, message: str) -> None:
+        line = getattr(node, "line", 0)
+        self.errors.append(f"line {line}: {message}" if line else message)
+
+    def run(self, data: Any) -> ConfigSpec:
+        if not isinstance(data, dict):
+            raise ConfigError(["the file must be a mapping with 'providers' and 'models'"])
+        unknown = set(data) - {"providers", "models"}
+        if unknown:
+            self.fail(data, f"unknown section(s): {', '.join(sorted(map(str, unknown)))}")
+        providers = [self.provider(p) for p in self.items(data, "providers")]
+        names = {p.name for p in providers if p}
+        self.duplicates(data, [p.name for p in providers if p], "provider")
+        models = [self.model(m, names) for m in self.items(data, "models")]
+        self.duplicates(data, [m.name for m in models if m], "model")
+        if self.errors:
+            raise ConfigError(self.errors)
+        return ConfigSpec([p for p in providers if p], [m for m in models if m])
+
+    def items(self, data: dict, key: str) -> list[Any]:
+        value = data.get(key) or []
+        if not isinstance(value, list):
+            self.fail(data, f"'{key}' must be a list")
+            return []
+        return value
+
+    def duplicates(self, node: Any, names: list[str], what: str) -> None:
+        seen = set()
+        for name in names:
+            if name in seen:
+                self.fail(node, f"{what} '{name}' is defined twice")
+            seen.add(name)
+
+    def text(self, node: dict, key: str, required: bool = True) -> str:
+        value = node.get(key)
+        if value is None:
+            if required:
+                self.fail(node, f"'{key}' is required")
+            return ""
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            self.fail(node, f"'{key}' must be a string")
+            return ""
+        return str(value)
+
+    def provider(self, node: Any) -> ProviderSpec | None:
+        if not isinstance(node, dict):
+            self.fail(node, "each provider must be a mapping")
+            return None
+        self.unknown(node, {"name", "kind", "base_url", "api_key", "options"}, "provider")
+        name, kind = self.text(node, "name"), self.text(node, "kind")
+        if name and not NAME.match(name):
+            self.fail(node, f"provider name '{name}' may hold only letters, digits and ._:/-")
+        if kind and kind not in KINDS:
+            self.fail(node, f"provider kind '{kind}' is not one of {', '.join(KINDS)}")
+        base_url = self.expand(node, self.text(node, "base_url", required=kind != "demo"))
+        if base_url and not base_url.startswith(("http://", "https://")):
+            self.fail(node, f"base_url '{base_url}' must start with http:// or https://")
+        spec = ProviderSpec(name, kind, base_url, options=node.get("options") or {})
+        if not isinstance(spec.options, dict):
+            self.fail(node, "'options' must be a mapping")
+        api_key = self.text(node, "api_key", required=False)
+        ref = ENV_REF.match(api_key)
+        if ref:
+            spec.api_key_env = ref.group(1)
+        else:
+            spec.api_key = self.expand(node, api_key)
+        return spec
+
+    def expand(self, node: Any, value: str) -> str:
+        def replace(match: re.Match) -> str:
+            if match.group(1) not in os.environ:
+                self.fail(node, f"environment variable {match.group(1)} is not set")
+                return ""
+            return os.environ[match.group(1)]
+
+        return ENV_ANY.sub(replace, value)
+
+    def unknown(self, node: dict, allowed: set[str], what: str) -> None:
+        extra = set(node) - allowed
+        if extra:
+            self.fail(node, f"unknown {what} field(s): {', '.join(sorted(map(str, extra)))}")
+
+    def model(self, node: Any, providers: set[str]) -> ModelSpec | None:
+        if not isinstance(node, dict):
+            self.fail(node, "each model must be a mapping")
+            return None
+        allowed = {"name", "mode", "context_window", "price", "deployments"}
+        self.unknown(node, allowed, "model")
+        name = self.text(node, "name")
+        if name and not NAME.match(name):
+            self.fail(node, f"model name '{name}' may hold only letters, digits and ._:/-")
+        mode = self.text(node, "mode", required=False) or "chat"
+        if mode not in ("chat", "embedding"):
+            self.fail(node, "'mode' must be chat or embedding")
+        window = node.get("context_window")
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+            self.fail(node, "'context_window' must be a positive integer")
+        deployments = [self.deployment(d, providers) for d in self.items(node, "deployments")]
+        if not deployments:
+            self.fail(node, f"model '{name}' needs at least one deployment")
+        price = self.price(node.get("price"), node) if node.get("price") is not None else None
+        return ModelSpec(name, mode, window, price, [d for d in deployments if d])
+
+    def deployment(self, node: Any, providers: set[str]) -> tuple[str, str, int] | None:
+        if not isinstance(node, dict):
+            self.fail(node, "each deployment must be a mapping")
+            return None
+        self.unknown(node, {"provider", "model", "weight"}, "deployment")
+        provider, model = self.text(node, "provider"), self.text(node, "model")
+        if provider and provider not in providers:
+            self.fail(node, f"deployment names provider '{provider}', which this file doesn't define")
+        weight = node.get("weight", 1)
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+            self.fail(node, "'weight' must be a positive integer")
+            weight = 1
+        return (provider, model, weight)
+
+    def price(self, node: Any, parent: Any) -> dict[str, Decimal] | None:
+        if not isinstance(node, dict):
+            self.fail(parent, "'price' must be a mapping")
+            return None
+        fields = {"input_per_mtok", "output_per_mtok", "cached_input_per_mtok"}
+        self.unknown(node, fields, "price")
+        out: dict[str, Decimal] = {}
+        for key in fields:
+            if key not in node:
+                if key != "cached_input_per_mtok":
+                    self.fail(node, f"price '{key}' is required")
+                continue
+            try:
+                value = Decimal(str(node[key]))
+            except InvalidOperation:
+                value = Decimal(-1)
+            if isinstance(node[key], bool) or not value.is_finite() or value < 0:
+                self.fail(node, f"price '{key}' must be a number >= 0")
+            out[key] = value
+        return out
+
+
+@dataclass
+class ApplyReport:
+    changes: list[str] = field(default_factory=list)
+
+
+@transaction.atomic
+def apply(spec: ConfigSpec) -> ApplyReport:
+    report = ApplyReport()
+    providers = {p.name: _apply_provider(p, report) for p in spec.providers}
+    for model in spec.models:
+        _apply_model(model, providers, report)
+    stale = Provider.objects.filter(from_config=True, enabled=True).exclude(name__in=providers)
+    for provider in stale:
+        report.changes.append(f"disabled provider {provider.name}")
+    stale.update(enabled=False)
+    stale_models = LanguageModel.objects.filter(from_config=True, enabled=True).exclude(
+        name__in=[m.name for m in spec.models]
+    )
+    for model in stale_models:
+        report.changes.append(f"disabled model {model.name}")
+    stale_models.update(enabled=False)
+    return report
+
+
+def _upsert(model_cls: type, lookup: dict[str, Any], values: dict[str, Any]) -> tuple[Any, str]:
+    obj = model_cls.objects.filter(**lookup).first()
+    if obj is None:
+        return model_cls.objects.create(**lookup, **values), "created"
+    changed = [k for k, v in values.items() if getattr(obj, k) != v]
+    for key in changed:
+        setattr(obj, key, values[key])
+    if changed:
+        obj.save(update_fields=changed)
+        return obj, "updated"
+    return obj, ""
+
+
+def _apply_provider(spec: ProviderSpec, report: ApplyReport) -> Provider:
+    existing = Provider.objects.filter(name=spec.name).first()
+    encrypted = ""
+    if spec.api_key:
+        # Fernet tokens differ on every encryption: keep the stored one if it holds the same key.
+        same = existing and secrets.decrypt(existing.api_key_encrypted or "") == spec.api_key
+        encrypted = existing.api_key_encrypted if same else secrets.encrypt(spec.api_key)
+    values = {
+        "kind": spec.kind,
+        "base_url": spec.base_url,
+        "api_key_env": spec.api_key_env,
+        "api_key_encrypted": encrypted,
+        "options": spec.options,
+        "enabled": True,
+        "from_config": True,
+    }
+    provider, what = _upsert(Provider, {"name": spec.name}, values)
+    if what:
+        report.changes.append(f"{what} provider {spec.name}")
+    return provider
+
+
+def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyReport) -> None:
+    values = {"mode": spec.mode, "context_window": spec.context_window, "enabled": True,
+              "from_config": True}  # fmt: skip
+    model, what = _upsert(LanguageModel, {"name": spec.name}, values)
+    if what:
+        report.changes.append(f"{what} model {spec.name}")
+    keep = []
+    for provider_name, upstream_model, weight in spec.deployments:
+        lookup = {"model": model, "provider": providers[provider_name],
+                  "upstream_model": upstream_model}  # fmt: skip
+        dep, what = _upsert(Deployment, lookup, {"weight": weight, "enabled": True})
+        keep.append(dep.pk)
+        if what:
+            report.changes.append(f"{what} deployment {spec.name} -> {provider_name}/{upstream_model}")
+    stale = model.deployments.filter(enabled=True).exclude(pk__in=keep)
+    if stale.exists():
+        report.changes.append(f"disabled {stale.count()} deployment(s) of {spec.name}")
+        stale.update(enabled=False)
+    if spec.price is not None:
+        _apply_price(spec.name, spec.price, report)
+
+
+def _apply_price(model_name: str, price: dict[str, Decimal], report: ApplyReport) -> None:
+    wanted = (price["input_per_mtok"], price["output_per_mtok"], price.get("cached_input_per_mtok"))
+    latest = Price.objects.filter(model_name=model_name).order_by("-effective_from").first()
+    if latest and (latest.input_per_mtok, latest.output_per_mtok, latest.cached_input_per_mtok) == wanted:
+        return
+    Price.objects.create(
+        model_name=model_name,
+        input_per_mtok=wanted[0],
+        output_per_mtok=wanted[1],
+        cached_input_per_mtok=wanted[2],
+        effective_from=timezone.now(),
+    )
+    report.changes.append(f"new price for {model_name}")

@@ -1,0 +1,221 @@
+"""Channels HTTP consumers for the gateway routes: HTTP in, pipeline, HTTP out.
+
+Each request runs in a task beside a watcher of the client connection, so a client that goes
+away cancels the upstream call instead of leaving it running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+
+from gateway import pipeline, usage
+from gateway.errors import GatewayError
+from gateway.providers import client_codec
+from gateway.providers.base import ClientCodec
+from gateway.providers.openai.client import render_error as openai_error
+from gateway.usage import UsageRecord
+
+log = logging.getLogger("gateway")
+
+Handler = Callable[[pipeline.Call], Awaitable[pipeline.Reply]]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class GatewayConsumer(AsyncHttpConsumer):
+    route = "openai"
+    methods = ("POST",)
+    # No channel layer: a per-request channel would cost a Redis round trip for nothing.
+    channel_layer_alias = "__none__"
+
+    def handler(self) -> Handler:
+        raise NotImplementedError
+
+    def render_error(self, err: GatewayError) -> dict:
+        return openai_error(err)
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.scope, self.base_send = scope, send
+        headers = dict(scope.get("headers") or ())
+        request_id = _request_id(headers)
+        record = UsageRecord.begin(request_id, self.route_name())
+        try:
+            await self._serve(headers, receive, record)
+        except _ClientGone:
+            record.status, record.error_type = 499, "client_disconnected"
+        finally:
+            if self.counts_usage():
+                usage.emit(record)
+
+    def route_name(self) -> str:
+        return type(self).__name__.removesuffix("Consumer").lower()
+
+    def counts_usage(self) -> bool:
+        return True
+
+    async def _serve(self, headers: dict[bytes, bytes], receive, record: UsageRecord) -> None:
+        try:
+            if self.scope["method"] not in self.methods:
+                raise GatewayError("invalid_request", f"Method {self.scope['method']} is not allowed here.",
+                                   status=405)  # fmt: skip
+            body = await _read_body(headers, receive)
+            work = asyncio.ensure_future(self.handler()(pipeline.Call(headers, body, record)))
+            reply = await _unless_gone(work, receive)
+        except _BodyTooLarge:
+            reply = self._error_reply(GatewayError(
+                "payload_too_large",
+                f"The request body exceeds {settings.GATEWAY_MAX_BODY_BYTES} bytes.",
+            ), record)  # fmt: skip
+        except GatewayError as err:
+            reply = self._error_reply(err, record)
+        except Exception:
+            log.exception("request %s failed", record.request_id)
+            reply = self._error_reply(GatewayError("internal", "Internal gateway error."), record)
+        await self._send_reply(reply, record, receive)
+
+    def _error_reply(self, err: GatewayError, record: UsageRecord) -> pipeline.Reply:
+        record.status, record.error_type = err.status, err.kind
+        level = logging.ERROR if err.status >= 500 else logging.INFO
+        log.log(level, "request %s: %s %s", record.request_id, err.status, err.message)
+        headers = []
+        if err.retry_after is not None:
+            headers.append((b"retry-after", str(int(err.retry_after + 0.999)).encode()))
+        return pipeline.Reply(err.status, headers, orjson.dumps(self.render_error(err)))
+
+    async def _send_reply(self, reply: pipeline.Reply, record: UsageRecord, receive) -> None:
+        headers = [
+            (b"content-type", reply.content_type),
+            (b"x-request-id", record.request_id.encode()),
+            *reply.headers,
+        ]
+        if reply.stream is not None:
+            headers.append((b"cache-control", b"no-cache"))
+        await self.send_headers(status=reply.status, headers=headers)
+        if reply.stream is None:
+            await self.send_body(reply.body)
+            return
+        relay = asyncio.ensure_future(self._pump(reply.stream))
+        await _unless_gone(relay, receive)
+
+    async def _pump(self, stream) -> None:
+        async for data in stream:
+            await self.send_body(data, more_body=True)
+        await self.send_body(b"")
+
+
+def _request_id(headers: dict[bytes, bytes]) -> str:
+    given = headers.get(b"x-request-id")
+    if given and 0 < len(given) <= 128:
+        text = given.decode("latin-1")
+        if text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+async def _read_body(headers: dict[bytes, bytes], receive) -> bytes:
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    declared = headers.get(b"content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _unless_gone(work: asyncio.Future, receive):
+    """Await `work`, cancelling it if the client disconnects first."""
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if work not in done:
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        raise _ClientGone
+    return work.result()
+
+
+async def _wait_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class ChatCompletionsConsumer(GatewayConsumer):
+    codec: ClientCodec = client_codec("openai")
+
+    def handler(self) -> Handler:
+        return lambda call: pipeline.chat(call, self.codec)
+
+    def route_name(self) -> str:
+        return "chat.completions"
+
+
+class MessagesConsumer(GatewayConsumer):
+    codec: ClientCodec = client_codec("anthropic")
+
+    def handler(self) -> Handler:
+        return lambda call: pipeline.chat(call, self.codec)
+
+    def render_error(self, err: GatewayError) -> dict:
+        return self.codec.render_error(err)
+
+    def route_name(self) -> str:
+        return "messages"
+
+
+class EmbeddingsConsumer(GatewayConsumer):
+    def handler(self) -> Handler:
+        return pipeline.embeddings
+
+    def route_name(self) -> str:
+        return "embeddings"
+
+
+class ModelsConsumer(GatewayConsumer):
+    methods = ("GET",)
+
+    def handler(self) -> Handler:
+        model_id = self.scope["url_route"]["kwargs"].get("model_id")
+        return lambda call: pipeline.list_models(call, model_id)
+
+    def counts_usage(self) -> bool:
+        return False
+
+
+class NotFoundConsumer(GatewayConsumer):
+    methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+    def handler(self) -> Handler:
+        async def not_found(call: pipeline.Call) -> pipeline.Reply:
+            raise GatewayError("not_found", f"No route {self.scope['path']}.")
+
+        return not_found
+
+    def counts_usage(self) -> bool:
+        return False

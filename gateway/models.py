@@ -1,0 +1,48 @@
+from django.db import models
+
+
+class Provider(models.Model):
+    """An upstream account: a wire protocol, a base URL and credentials."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=32)  # a key of gateway.providers.REGISTRY
+    base_url = models.CharField(max_length=500, blank=True)
+    # Exactly one of: the name of an environment variable holding the key, or the key
+    # encrypted at rest (gateway.secrets). Never the key in clear.
+    api_key_env = models.CharField(max_length=200, blank=True)
+    api_key_encrypted = models.TextField(blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    from_config = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LanguageModel(models.Model):
+    """A public model name that clients send, served by one or more deployments."""
+
+    name = models.CharField(max_length=200, unique=True)
+    mode = models.CharField(max_length=16, default="chat")  # chat | embedding
+    context_window = models.IntegerField(null=True)
+    enabled = models.BooleanField(default=True)
+    from_config = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Deployment(models.Model):
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="deployments")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="deployments")
+    upstream_model = models.CharField(max_length=200)
+    weight = models.PositiveIntegerField(default=1)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "provider", "upstream_model"], name="deployment_once"
+            )
+        ]

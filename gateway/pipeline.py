@@ -1,0 +1,201 @@
+"""The hot path, one readable sequence per route: auth -> parse -> model -> route -> respond.
+
+Every step raises GatewayError on failure; the consumer renders it in the route's format.
+The usage record is filled in as the steps run and emitted by the consumer exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import orjson
+
+from billing.pricing import cost_of
+from gateway import auth, catalog, router, tokens
+from gateway.catalog import ModelEntry, Target
+from gateway.errors import GatewayError, invalid
+from gateway.providers.base import ClientCodec, StreamEncoder
+from gateway.providers.openai import embeddings as openai_embeddings
+from gateway.schemas import (
+    ChatRequest,
+    ChatResponse,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
+    UsageReport,
+)
+from gateway.usage import UsageRecord
+
+
+@dataclass
+class Call:
+    headers: dict[bytes, bytes]
+    body: bytes
+    record: UsageRecord
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    content_type: bytes = b"application/json"
+
+
+def decode_json(body: bytes) -> object:
+    if not body:
+        raise invalid("The request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"The request body is not valid JSON: {exc}.") from exc
+
+
+def _attribute(record: UsageRecord, target: Target, upstream_model: str = "") -> None:
+    record.provider = target.provider
+    record.upstream_model = upstream_model or target.credentials.upstream_model
+
+
+def _route_headers(record: UsageRecord) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"x-waystation-provider", record.provider.encode()),
+        (b"x-waystation-model", record.upstream_model.encode()),
+    ]
+    if record.cost is not None:
+        headers.append((b"x-waystation-cost", f"{record.cost:f}".encode()))
+    return headers
+
+
+async def chat(call: Call, codec: ClientCodec) -> Reply:
+    record = call.record
+    principal = await auth.authenticate(call.headers)
+    record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
+    req = codec.parse_request(decode_json(call.body))
+    record.public_model, record.stream = req.model, req.stream
+    entry = await catalog.resolve(req.model, principal.may_use(req.model))
+    if req.stream:
+        opened = await router.open_stream(entry, req)
+        _attribute(record, opened.target)
+        encoder = codec.new_stream_encoder(req, record.request_id, req.model)
+        relay = _relay(opened, encoder, req, entry, record)
+        return Reply(200, _route_headers(record), stream=relay, content_type=b"text/event-stream")
+    resp, target = await router.complete(entry, req)
+    _attribute(record, target, resp.model)
+    _account(record, entry, req, resp.usage, _response_text(resp))
+    body = orjson.dumps(codec.render_response(resp, req.model))
+    return Reply(200, _route_headers(record), body)
+
+
+def _response_text(resp: ChatResponse) -> str:
+    parts = []
+    for choice in resp.choices:
+        parts.append(choice.message.text)
+        parts.extend(call.arguments for call in choice.message.tool_calls)
+    return "".join(parts)
+
+
+def _account(
+    record: UsageRecord, entry: ModelEntry, req: ChatRequest, usage: Usage, output_text: str
+) -> None:
+    """Record tokens and cost; count them ourselves where the upstream reported none."""
+    estimated = False
+    if usage.input_tokens is None or usage.output_tokens is None:
+        estimated = True
+        usage = Usage(
+            input_tokens=usage.input_tokens
+            if usage.input_tokens is not None
+            else tokens.count_prompt_tokens(req),
+            output_tokens=usage.output_tokens
+            if usage.output_tokens is not None
+            else tokens.count_text_tokens(output_text),
+            cached_input_tokens=usage.cached_input_tokens,
+        )
+    record.set_usage(usage, estimated)
+    record.cost = cost_of(usage, entry.price)
+
+
+async def _relay(
+    opened: router.OpenStream,
+    encoder: StreamEncoder,
+    req: ChatRequest,
+    entry: ModelEntry,
+    record: UsageRecord,
+) -> AsyncIterator[bytes]:
+    usage = Usage()
+    produced: list[str] = []
+    failure: GatewayError | None = None
+    try:
+        async for event in opened.events:
+            usage = _observe(event, usage, produced, record)
+            data = encoder.encode(event)
+            if data:
+                yield data
+    except GatewayError as err:
+        failure = err
+    except BaseException:
+        record.status, record.error_type = 499, "client_disconnected"
+        opened.response.abort()
+        raise
+    finally:
+        _account(record, entry, req, usage, "".join(produced))
+    if failure is not None:
+        record.status, record.error_type = failure.status, failure.kind
+        opened.response.abort()
+        yield encoder.error(failure)
+        return
+    yield encoder.finish()
+
+
+def _observe(event: StreamEvent, usage: Usage, produced: list[str], record: UsageRecord) -> Usage:
+    if isinstance(event, TextDelta):
+        record.mark_first_token()
+        produced.append(event.text)
+    elif isinstance(event, ToolCallDelta):
+        record.mark_first_token()
+        produced.append(event.arguments)
+    elif isinstance(event, ToolCallStart):
+        record.mark_first_token()
+        produced.append(event.name)
+    elif isinstance(event, UsageReport):
+        return event.usage
+    return usage
+
+
+async def embeddings(call: Call) -> Reply:
+    record = call.record
+    principal = await auth.authenticate(call.headers)
+    record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
+    parsed = openai_embeddings.parse_request(decode_json(call.body))
+    req = parsed.request
+    record.public_model = req.model
+    entry = await catalog.resolve(req.model, principal.may_use(req.model), mode="embedding")
+    resp, target = await router.embed(entry, req)
+    _attribute(record, target, resp.model)
+    usage = resp.usage
+    if usage.input_tokens is None:
+        counted = sum(tokens.count_text_tokens(text) for text in req.inputs)
+        usage = Usage(input_tokens=counted, output_tokens=0)
+    record.set_usage(Usage(usage.input_tokens, 0), estimated=resp.usage.input_tokens is None)
+    record.cost = cost_of(Usage(usage.input_tokens, 0), entry.price)
+    body = orjson.dumps(openai_embeddings.render_response(resp, parsed, usage))
+    return Reply(200, _route_headers(record), body)
+
+
+async def list_models(call: Call, model_id: str | None) -> Reply:
+    principal = await auth.authenticate(call.headers)
+    call.record.tenant_id, call.record.api_key_id = principal.tenant_id, principal.key_id
+    snapshot = await catalog.current()
+    visible = [m for m in snapshot.models.values() if m.targets and principal.may_use(m.name)]
+    if model_id is None:
+        data = [_model_json(m) for m in sorted(visible, key=lambda m: m.name)]
+        return Reply(200, body=orjson.dumps({"object": "list", "data": data}))
+    entry = await catalog.resolve(model_id, principal.may_use(model_id), mode="")
+    return Reply(200, body=orjson.dumps(_model_json(entry)))
+
+
+def _model_json(entry: ModelEntry) -> dict[str, object]:
+    return {"id": entry.name, "object": "model", "created": entry.created, "owned_by": "waystation"}

@@ -1,0 +1,114 @@
+"""Shared fixtures: a real gateway (uvicorn + Channels) on loopback, on the real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+
+import pytest
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_usage_stream():
+    from django.conf import settings
+
+    settings.USAGE_STREAM_KEY = f"waystation:usage:test:{uuid.uuid4().hex[:8]}"
+    yield
+    if settings.DISTRIBUTED:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).delete(settings.USAGE_STREAM_KEY)
+
+
+class GatewayServer:
+    def __init__(self) -> None:
+        import uvicorn
+
+        from waystation.asgi import application
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(application, lifespan="on", log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("gateway failed to start")
+            threading.Event().wait(0.02)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+
+    def call(self, coro):
+        """Run a coroutine on the gateway's own loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup, django_db_blocker):
+    server = GatewayServer()
+    yield server
+    server.stop()
+    with django_db_blocker.unblock():
+        _drop_other_connections()
+
+
+def _drop_other_connections() -> None:
+    """The gateway's worker threads keep connections; the test database can't drop with them."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture
+def gateway(gateway_server, transactional_db):
+    """The running gateway, with per-process caches emptied for this test's data."""
+    from gateway import auth, catalog
+
+    catalog.invalidate()
+    auth._cache.clear()
+    return gateway_server
+
+
+@pytest.fixture
+def stored_usage(gateway):
+    """Flush the gateway's usage buffer, move events into the database, return them."""
+    from django.conf import settings
+
+    from billing import usage_stream
+    from billing.models import UsageEvent
+    from gateway import usage
+
+    def collect():
+        gateway.call(usage.flush())
+        if settings.DISTRIBUTED:
+            usage_stream.drain(reclaim_idle_ms=0)
+        return list(UsageEvent.objects.order_by("created_at", "id"))
+
+    return collect
+
+
+def pytest_collection_modifyitems(items):
+    # Keep stray proxies from hijacking loopback calls of the SDKs.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        os.environ.pop(name, None)

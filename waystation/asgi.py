@@ -1,0 +1,34 @@
+"""ASGI entry: Channels routes the gateway's endpoints to its consumers, the rest to Django."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "waystation.settings")
+django_app = get_asgi_application()
+
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+# Static files straight from the apps in the embedded demo; a real deployment puts nginx first.
+django_app = ASGIStaticFilesHandler(django_app)
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from gateway import consumers, lifespan  # noqa: E402
+
+gateway_routes = [
+    re_path(r"^v1/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
+    re_path(r"^v1/messages/?$", consumers.MessagesConsumer.as_asgi()),
+    re_path(r"^v1/embeddings/?$", consumers.EmbeddingsConsumer.as_asgi()),
+    re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),
+    re_path(r"^v1/models/(?P<model_id>.+)$", consumers.ModelsConsumer.as_asgi()),
+    re_path(r"^v1/", consumers.NotFoundConsumer.as_asgi()),
+]
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter([*gateway_routes, re_path(r"", django_app)]),
+        "lifespan": lifespan.app,
+    }
+)
