@@ -15,6 +15,9 @@ class Price(models.Model):
             models.UniqueConstraint(fields=["model_name", "effective_from"], name="price_once")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.model_name} from {self.effective_from:%Y-%m-%d}"
+
 
 class UsageEvent(models.Model):
     """One per client request, written off the hot path; `request_id` makes writes idempotent."""
@@ -37,3 +40,6 @@ class UsageEvent(models.Model):
     ttft_ms = models.FloatField(null=True)
     status = models.IntegerField()
     error_type = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return self.request_id

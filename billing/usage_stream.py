@@ -35,7 +35,9 @@ def ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def drain(*, max_seconds: float = 5.0, batch: int = 500, reclaim_idle_ms: int = RECLAIM_IDLE_MS) -> int:
+def drain(
+    *, max_seconds: float = 5.0, batch: int = 500, reclaim_idle_ms: int = RECLAIM_IDLE_MS
+) -> int:
     """Store what the stream holds now; returns how many events were stored."""
     client = _client()
     ensure_group(client)
@@ -53,7 +55,12 @@ def drain(*, max_seconds: float = 5.0, batch: int = 500, reclaim_idle_ms: int = 
 
 def _reclaim(client: redis.Redis, consumer: str, batch: int, idle_ms: int) -> list:
     _, entries, *_ = client.xautoclaim(
-        settings.USAGE_STREAM_KEY, GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=batch
+        settings.USAGE_STREAM_KEY,
+        GROUP,
+        consumer,
+        min_idle_time=idle_ms,
+        start_id="0-0",
+        count=batch,
     )
     return [e for e in entries if e and e[1]]
 

@@ -104,7 +104,9 @@ def load() -> Catalog:
             price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok
         )
     targets: dict[int, list[Target]] = {}
-    rows = Deployment.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+    rows = Deployment.objects.filter(enabled=True, provider__enabled=True).select_related(
+        "provider"
+    )
     for dep in rows:
         provider = dep.provider
         creds = Credentials(

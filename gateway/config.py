@@ -185,7 +185,9 @@ class _Validator:
         if mode not in ("chat", "embedding"):
             self.fail(node, "'mode' must be chat or embedding")
         window = node.get("context_window")
-        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+        if window is not None and (
+            not isinstance(window, int) or isinstance(window, bool) or window < 1
+        ):
             self.fail(node, "'context_window' must be a positive integer")
         deployments = [self.deployment(d, providers) for d in self.items(node, "deployments")]
         if not deployments:
@@ -200,7 +202,9 @@ class _Validator:
         self.unknown(node, {"provider", "model", "weight"}, "deployment")
         provider, model = self.text(node, "provider"), self.text(node, "model")
         if provider and provider not in providers:
-            self.fail(node, f"deployment names provider '{provider}', which this file doesn't define")
+            self.fail(
+                node, f"deployment names provider '{provider}', which this file doesn't define"
+            )
         weight = node.get("weight", 1)
         if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
             self.fail(node, "'weight' must be a positive integer")
@@ -289,19 +293,28 @@ def _apply_provider(spec: ProviderSpec, report: ApplyReport) -> Provider:
 
 
 def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyReport) -> None:
-    values = {"mode": spec.mode, "context_window": spec.context_window, "enabled": True,
-              "from_config": True}  # fmt: skip
+    values = {
+        "mode": spec.mode,
+        "context_window": spec.context_window,
+        "enabled": True,
+        "from_config": True,
+    }
     model, what = _upsert(LanguageModel, {"name": spec.name}, values)
     if what:
         report.changes.append(f"{what} model {spec.name}")
     keep = []
     for provider_name, upstream_model, weight in spec.deployments:
-        lookup = {"model": model, "provider": providers[provider_name],
-                  "upstream_model": upstream_model}  # fmt: skip
+        lookup = {
+            "model": model,
+            "provider": providers[provider_name],
+            "upstream_model": upstream_model,
+        }
         dep, what = _upsert(Deployment, lookup, {"weight": weight, "enabled": True})
         keep.append(dep.pk)
         if what:
-            report.changes.append(f"{what} deployment {spec.name} -> {provider_name}/{upstream_model}")
+            report.changes.append(
+                f"{what} deployment {spec.name} -> {provider_name}/{upstream_model}"
+            )
     stale = model.deployments.filter(enabled=True).exclude(pk__in=keep)
     if stale.exists():
         report.changes.append(f"disabled {stale.count()} deployment(s) of {spec.name}")
@@ -313,7 +326,10 @@ def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyR
 def _apply_price(model_name: str, price: dict[str, Decimal], report: ApplyReport) -> None:
     wanted = (price["input_per_mtok"], price["output_per_mtok"], price.get("cached_input_per_mtok"))
     latest = Price.objects.filter(model_name=model_name).order_by("-effective_from").first()
-    if latest and (latest.input_per_mtok, latest.output_per_mtok, latest.cached_input_per_mtok) == wanted:
+    if (
+        latest
+        and (latest.input_per_mtok, latest.output_per_mtok, latest.cached_input_per_mtok) == wanted
+    ):
         return
     Price.objects.create(
         model_name=model_name,

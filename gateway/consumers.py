@@ -69,16 +69,22 @@ class GatewayConsumer(AsyncHttpConsumer):
     async def _serve(self, headers: dict[bytes, bytes], receive, record: UsageRecord) -> None:
         try:
             if self.scope["method"] not in self.methods:
-                raise GatewayError("invalid_request", f"Method {self.scope['method']} is not allowed here.",
-                                   status=405)  # fmt: skip
+                raise GatewayError(
+                    "invalid_request",
+                    f"Method {self.scope['method']} is not allowed here.",
+                    status=405,
+                )
             body = await _read_body(headers, receive)
             work = asyncio.ensure_future(self.handler()(pipeline.Call(headers, body, record)))
             reply = await _unless_gone(work, receive)
         except _BodyTooLarge:
-            reply = self._error_reply(GatewayError(
-                "payload_too_large",
-                f"The request body exceeds {settings.GATEWAY_MAX_BODY_BYTES} bytes.",
-            ), record)  # fmt: skip
+            reply = self._error_reply(
+                GatewayError(
+                    "payload_too_large",
+                    f"The request body exceeds {settings.GATEWAY_MAX_BODY_BYTES} bytes.",
+                ),
+                record,
+            )
         except GatewayError as err:
             reply = self._error_reply(err, record)
         except Exception:

@@ -46,3 +46,6 @@ class Deployment(models.Model):
                 fields=["model", "provider", "upstream_model"], name="deployment_once"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} -> {self.provider_id}/{self.upstream_model}"

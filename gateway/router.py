@@ -97,7 +97,9 @@ async def open_stream(entry: ModelEntry, req: ChatRequest) -> OpenStream:
     return await _first_success(entry, attempt)
 
 
-async def _events(parser: StreamParser, resp: upstream.UpstreamResponse) -> AsyncIterator[StreamEvent]:
+async def _events(
+    parser: StreamParser, resp: upstream.UpstreamResponse
+) -> AsyncIterator[StreamEvent]:
     async for chunk in resp.chunks:
         for event in parser.feed(chunk):
             yield event

@@ -46,7 +46,10 @@ def _session(provider: str) -> aiohttp.ClientSession:
         )
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
         session = aiohttp.ClientSession(
-            timeout=timeout, connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            timeout=timeout,
+            connector=connector,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
         )
         _sessions[key] = session
     return session
@@ -62,11 +65,15 @@ async def send(provider: str, kind: ProviderKind, req: UpstreamRequest) -> Upstr
             req.method, req.url, headers=req.headers, data=req.body
         )
     except TimeoutError as exc:
-        raise GatewayError("upstream_timeout", f"{provider} did not answer in time.",
-                           retryable=True) from exc  # fmt: skip
+        raise GatewayError(
+            "upstream_timeout", f"{provider} did not answer in time.", retryable=True
+        ) from exc
     except aiohttp.ClientError as exc:
-        raise GatewayError("upstream_error", f"Could not reach {provider}: {exc.__class__.__name__}.",
-                           retryable=True) from exc  # fmt: skip
+        raise GatewayError(
+            "upstream_error",
+            f"Could not reach {provider}: {exc.__class__.__name__}.",
+            retryable=True,
+        ) from exc
     return UpstreamResponse(resp.status, dict(resp.headers), _body(provider, resp), resp.close)
 
 

@@ -130,7 +130,9 @@ class RedisStreamSink:
             self._buffer[:0] = batch
             if not self._scheduled:
                 self._scheduled = True
-                asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(self.flush()))
+                asyncio.get_running_loop().call_later(
+                    1.0, lambda: asyncio.ensure_future(self.flush())
+                )
 
 
 class EmbeddedSink:

@@ -12,7 +12,9 @@ def apply_yaml(text: str) -> None:
     config.apply(config.parse(textwrap.dedent(text)))
 
 
-def new_key(*, tenant: str = "acme", all_models: bool = True, models: list[str] | None = None) -> str:
+def new_key(
+    *, tenant: str = "acme", all_models: bool = True, models: list[str] | None = None
+) -> str:
     owner = services.tenant_get_or_create(slug=tenant)
     return services.api_key_create(
         tenant=owner, name="test", all_models=all_models, models=models

@@ -18,6 +18,8 @@ class Command(BaseCommand):
         if not all_models and not names:
             raise CommandError("--models needs at least one model name")
         owner = services.tenant_get_or_create(slug=tenant)
-        issued = services.api_key_create(tenant=owner, name=name, all_models=all_models, models=names)
+        issued = services.api_key_create(
+            tenant=owner, name=name, all_models=all_models, models=names
+        )
         self.stdout.write(f"Created key '{name}' for tenant '{tenant}'. It is shown only once:")
         self.stdout.write(issued.secret)

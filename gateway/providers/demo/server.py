@@ -64,16 +64,22 @@ def _reply(body: dict[str, Any]) -> dict[str, Any]:
 def _usage(body: dict[str, Any], reply: dict[str, Any]) -> dict[str, int]:
     prompt = sum(count_text_tokens(orjson.dumps(m).decode()) for m in body.get("messages") or [])
     completion = count_text_tokens(reply.get("text") or reply["tool_call"]["arguments"])
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}  # fmt: skip
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _message(reply: dict[str, Any]) -> dict[str, Any]:
     if "tool_call" in reply:
         call = reply["tool_call"]
         function = {"name": call["name"], "arguments": call["arguments"]}
-        return {"role": "assistant", "content": None,
-                "tool_calls": [{"id": call["id"], "type": "function", "function": function}]}  # fmt: skip
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call["id"], "type": "function", "function": function}],
+        }
     return {"role": "assistant", "content": reply["text"]}
 
 
@@ -90,8 +96,12 @@ def _completion(body: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _stream(body: dict[str, Any], reply: dict[str, Any]) -> AsyncIterator[bytes]:
-    head = {"id": "chatcmpl-demo", "object": "chat.completion.chunk", "created": 0,
-            "model": body.get("model", "demo")}  # fmt: skip
+    head = {
+        "id": "chatcmpl-demo",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": body.get("model", "demo"),
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -100,8 +110,12 @@ async def _stream(body: dict[str, Any], reply: dict[str, Any]) -> AsyncIterator[
     yield chunk({"role": "assistant", "content": ""})
     if "tool_call" in reply:
         call = reply["tool_call"]
-        start = {"index": 0, "id": call["id"], "type": "function",
-                 "function": {"name": call["name"], "arguments": ""}}  # fmt: skip
+        start = {
+            "index": 0,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["name"], "arguments": ""},
+        }
         yield chunk({"tool_calls": [start]})
         yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["arguments"]}}]})
         yield chunk({}, "tool_calls")
@@ -119,11 +133,17 @@ def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
     inputs = body.get("input")
     texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
     dims = body.get("dimensions") or 16
-    data = [{"object": "embedding", "index": i, "embedding": _vector(str(t), dims)}
-            for i, t in enumerate(texts)]  # fmt: skip
+    data = [
+        {"object": "embedding", "index": i, "embedding": _vector(str(t), dims)}
+        for i, t in enumerate(texts)
+    ]
     tokens = sum(count_text_tokens(str(t)) for t in texts)
-    return {"object": "list", "data": data, "model": body.get("model", "demo"),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "demo"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _vector(text: str, dims: int) -> list[float]:

@@ -47,7 +47,9 @@ class OpenAIAdapter:
 
     def build_chat_request(self, req: ChatRequest, creds: Credentials) -> UpstreamRequest:
         body = translate.chat_request_json(req, self.upstream_model(creds))
-        return UpstreamRequest("POST", self.chat_url(creds), self.headers(creds), orjson.dumps(body))
+        return UpstreamRequest(
+            "POST", self.chat_url(creds), self.headers(creds), orjson.dumps(body)
+        )
 
     def parse_chat_response(self, body: bytes) -> ChatResponse:
         data = load_json(body)
@@ -107,7 +109,9 @@ class OpenAIStreamParser:
     def close(self) -> list[StreamEvent]:
         events = self._frames(self._sse.close())
         if not self._done:
-            raise GatewayError("upstream_error", "The upstream stream ended before it was complete.")
+            raise GatewayError(
+                "upstream_error", "The upstream stream ended before it was complete."
+            )
         return events
 
     def _frames(self, frames: list) -> list[StreamEvent]:

@@ -33,10 +33,24 @@ from gateway.schemas import (
 )
 
 KNOWN_FIELDS = {
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-    "temperature", "top_p", "stop", "n", "seed", "user", "tools", "tool_choice",
-    "parallel_tool_calls", "response_format", "metadata",
-}  # fmt: skip
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "n",
+    "seed",
+    "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "metadata",
+}
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -255,7 +269,11 @@ def _part_json(p: ContentPart) -> dict[str, Any]:
 
 
 def tool_call_json(tc: ToolCall) -> dict[str, Any]:
-    return {"id": tc.id, "type": "function", "function": {"name": tc.name, "arguments": tc.arguments}}
+    return {
+        "id": tc.id,
+        "type": "function",
+        "function": {"name": tc.name, "arguments": tc.arguments},
+    }
 
 
 def tool_json(t: Tool) -> dict[str, Any]:

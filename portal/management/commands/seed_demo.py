@@ -36,7 +36,9 @@ class Command(BaseCommand):
         self._operator()
         if ApiKey.objects.filter(tenant=tenant, name="demo", revoked_at__isnull=True).exists():
             self.stdout.write("Demo already seeded; its key was printed on first run.")
-            self.stdout.write("New key: python manage.py create_api_key --tenant demo --name x --all-models")
+            self.stdout.write(
+                "New key: python manage.py create_api_key --tenant demo --name x --all-models"
+            )
             return
         key = services.api_key_create(tenant=tenant, name="demo", all_models=True).secret
         self.stdout.write(SNIPPET.format(key=key, base=base))
@@ -47,7 +49,10 @@ class Command(BaseCommand):
             return
         password = os.environ.get("WAYSTATION_OPERATOR_PASSWORD") or pysecrets.token_urlsafe(12)
         user_model.objects.create_superuser("operator", "operator@example.com", password)
-        self.stdout.write(f"Operator login: operator / {password}  (http://127.0.0.1:{os.environ.get('PORT', '8000')}/admin/)")
+        port = os.environ.get("PORT", "8000")
+        self.stdout.write(
+            f"Operator login: operator / {password}  (http://127.0.0.1:{port}/admin/)"
+        )
 
 
 SNIPPET = """
@@ -61,6 +66,8 @@ curl:
 openai SDK (pip install openai):
   from openai import OpenAI
   client = OpenAI(base_url="{base}/v1", api_key="{key}")
-  reply = client.chat.completions.create(model="demo-chat", messages=[{{"role": "user", "content": "Hello!"}}])
+  reply = client.chat.completions.create(
+      model="demo-chat", messages=[{{"role": "user", "content": "Hello!"}}]
+  )
   print(reply.choices[0].message.content)
 """
