@@ -83,10 +83,18 @@ def _drop_other_connections() -> None:
 @pytest.fixture
 def gateway(gateway_server, transactional_db):
     """The running gateway, with per-process caches emptied for this test's data."""
-    from gateway import auth, catalog
+    from django.conf import settings
+
+    from gateway import auth, catalog, usage
 
     catalog.invalidate()
     auth._cache.clear()
+    # Events of earlier tests must not land in this test's database.
+    gateway_server.call(usage.flush())
+    if settings.DISTRIBUTED:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).delete(settings.USAGE_STREAM_KEY)
     return gateway_server
 
 
