@@ -87,6 +87,8 @@ class GatewayConsumer(AsyncHttpConsumer):
             )
         except GatewayError as err:
             reply = self._error_reply(err, record)
+        except _ClientGone:
+            raise
         except Exception:
             log.exception("request %s failed", record.request_id)
             reply = self._error_reply(GatewayError("internal", "Internal gateway error."), record)
