@@ -113,6 +113,8 @@ class GatewayConsumer(AsyncHttpConsumer):
             headers.append((b"cache-control", b"no-cache"))
         await self.send_headers(status=reply.status, headers=headers)
         if reply.stream is None:
+            if self.counts_usage():
+                usage.emit(record)
             await self.send_body(reply.body)
             return
         relay = asyncio.ensure_future(self._pump(reply.stream))

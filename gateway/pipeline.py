@@ -1,7 +1,8 @@
 """The hot path, one readable sequence per route: auth -> parse -> model -> route -> respond.
 
 Every step raises GatewayError on failure; the consumer renders it in the route's format.
-The usage record is filled in as the steps run and emitted by the consumer exactly once.
+The usage record is filled in as the steps run and emitted exactly once, before the client
+has its last byte.
 """
 
 from __future__ import annotations
@@ -15,19 +16,16 @@ from billing.pricing import cost_of
 from gateway import auth, catalog, router, tokens
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError, invalid
-from gateway.providers.base import ClientCodec, StreamEncoder
+from gateway.providers.base import ClientCodec
 from gateway.providers.openai import embeddings as openai_embeddings
+from gateway.relay import StreamRelay, TranslatingRelay
 from gateway.schemas import (
     ChatRequest,
     ChatResponse,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    ToolCallStart,
     Usage,
-    UsageReport,
 )
 from gateway.usage import UsageRecord
+from gateway.usage import emit as emit_usage
 
 
 @dataclass
@@ -80,9 +78,14 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     if req.stream:
         opened = await router.open_stream(entry, req)
         _attribute(record, opened.target)
-        encoder = codec.new_stream_encoder(req, record.request_id, req.model)
-        relay = _relay(opened, encoder, req, entry, record)
-        return Reply(200, _route_headers(record), stream=relay, content_type=b"text/event-stream")
+        relay = codec.passthrough(opened.adapter, req, record.request_id, req.model)
+        if relay is None:
+            parser = opened.adapter.new_stream_parser()
+            relay = TranslatingRelay(
+                parser, codec.new_stream_encoder(req, record.request_id, req.model)
+            )
+        stream = _relay(opened, relay, req, entry, record)
+        return Reply(200, _route_headers(record), stream=stream, content_type=b"text/event-stream")
     resp, target = await router.complete(entry, req)
     _attribute(record, target, resp.model)
     _account(record, entry, req, resp.usage, _response_text(resp))
@@ -120,20 +123,20 @@ def _account(
 
 async def _relay(
     opened: router.OpenStream,
-    encoder: StreamEncoder,
+    relay: StreamRelay,
     req: ChatRequest,
     entry: ModelEntry,
     record: UsageRecord,
 ) -> AsyncIterator[bytes]:
-    usage = Usage()
-    produced: list[str] = []
     failure: GatewayError | None = None
     try:
-        async for event in opened.events:
-            usage = _observe(event, usage, produced, record)
-            data = encoder.encode(event)
+        async for chunk in opened.response.chunks:
+            data = relay.feed(chunk)
+            if relay.first_token_seen:
+                record.mark_first_token()
             if data:
                 yield data
+        tail = relay.close()
     except GatewayError as err:
         failure = err
     except BaseException:
@@ -141,28 +144,15 @@ async def _relay(
         opened.response.abort()
         raise
     finally:
-        _account(record, entry, req, usage, "".join(produced))
+        _account(record, entry, req, relay.usage, relay.produced_text())
     if failure is not None:
         record.status, record.error_type = failure.status, failure.kind
         opened.response.abort()
-        yield encoder.error(failure)
+        emit_usage(record)
+        yield relay.error(failure)
         return
-    yield encoder.finish()
-
-
-def _observe(event: StreamEvent, usage: Usage, produced: list[str], record: UsageRecord) -> Usage:
-    if isinstance(event, TextDelta):
-        record.mark_first_token()
-        produced.append(event.text)
-    elif isinstance(event, ToolCallDelta):
-        record.mark_first_token()
-        produced.append(event.arguments)
-    elif isinstance(event, ToolCallStart):
-        record.mark_first_token()
-        produced.append(event.name)
-    elif isinstance(event, UsageReport):
-        return event.usage
-    return usage
+    emit_usage(record)
+    yield tail
 
 
 async def embeddings(call: Call) -> Reply:

@@ -7,7 +7,7 @@ are the stream's own (see pipeline).
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -15,13 +15,12 @@ from gateway import upstream
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError
 from gateway.providers import ProviderKind, provider_kind
-from gateway.providers.base import StreamParser
+from gateway.providers.base import Adapter
 from gateway.schemas import (
     ChatRequest,
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
-    StreamEvent,
     UpstreamRequest,
 )
 
@@ -30,8 +29,10 @@ T = TypeVar("T")
 
 @dataclass
 class OpenStream:
+    """An upstream stream that answered 200; its body is still to be read."""
+
     target: Target
-    events: AsyncIterator[StreamEvent]
+    adapter: Adapter
     response: upstream.UpstreamResponse
 
 
@@ -92,16 +93,6 @@ async def open_stream(entry: ModelEntry, req: ChatRequest) -> OpenStream:
         if resp.status != 200:
             body = await resp.read()
             raise kind.adapter.parse_error(resp.status, resp.headers, body)
-        return OpenStream(target, _events(kind.adapter.new_stream_parser(), resp), resp)
+        return OpenStream(target, kind.adapter, resp)
 
     return await _first_success(entry, attempt)
-
-
-async def _events(
-    parser: StreamParser, resp: upstream.UpstreamResponse
-) -> AsyncIterator[StreamEvent]:
-    async for chunk in resp.chunks:
-        for event in parser.feed(chunk):
-            yield event
-    for event in parser.close():
-        yield event

@@ -47,6 +47,7 @@ class UsageRecord:
     ttft_ms: float | None = None
     status: int = 200
     error_type: str = ""
+    emitted: bool = False
 
     @classmethod
     def begin(cls, request_id: str, route: str) -> UsageRecord:
@@ -64,12 +65,20 @@ class UsageRecord:
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
-        del row["started"]
+        del row["started"], row["emitted"]
         row["cost"] = str(self.cost) if self.cost is not None else None
         return row
 
 
 def emit(record: UsageRecord) -> None:
+    """Hand the event off, once; later calls for the same record do nothing.
+
+    Called before the last bytes go to the client, so a client that has its answer can rely
+    on the event being on its way.
+    """
+    if record.emitted:
+        return
+    record.emitted = True
     record.latency_ms = (time.perf_counter() - record.started) * 1000
     _sink().put(record.as_row())
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.errors import GatewayError
 from gateway.schemas import (
@@ -21,6 +21,9 @@ from gateway.schemas import (
     StreamEvent,
     UpstreamRequest,
 )
+
+if TYPE_CHECKING:
+    from gateway.relay import StreamRelay
 
 
 class StreamParser(Protocol):
@@ -36,6 +39,10 @@ class StreamParser(Protocol):
 
 
 class Adapter(Protocol):
+    wire: (
+        str  # the wire protocol's name; equal names can skip translation (ClientCodec.passthrough)
+    )
+
     def build_chat_request(self, req: ChatRequest, creds: Credentials) -> UpstreamRequest: ...
 
     def parse_chat_response(self, body: bytes) -> ChatResponse: ...
@@ -76,3 +83,8 @@ class ClientCodec(Protocol):
     ) -> StreamEncoder: ...
 
     def render_error(self, err: GatewayError) -> dict: ...
+
+    def passthrough(
+        self, adapter: Adapter, req: ChatRequest, request_id: str, public_model: str
+    ) -> StreamRelay | None:
+        """A relay that forwards the upstream's frames untranslated, where the wires match."""

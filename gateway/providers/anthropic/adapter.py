@@ -40,6 +40,8 @@ STREAM_ERRORS: dict[str, tuple[str, bool]] = {
 
 
 class AnthropicAdapter:
+    wire = "anthropic"
+
     def headers(self, creds: Credentials) -> dict[str, str]:
         headers = {
             "content-type": "application/json",

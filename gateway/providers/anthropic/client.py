@@ -57,6 +57,11 @@ class AnthropicMessagesCodec:
     def render_error(self, err: GatewayError) -> dict[str, Any]:
         return render_error(err)
 
+    def passthrough(
+        self, adapter: Any, req: ChatRequest, request_id: str, public_model: str
+    ) -> None:
+        return None  # Anthropic -> Anthropic streams go through translation for now
+
 
 def render_error(err: GatewayError) -> dict[str, Any]:
     return {

@@ -43,6 +43,8 @@ _TOO_LONG = re.compile(
 
 
 class GeminiAdapter:
+    wire = "gemini"
+
     def headers(self, creds: Credentials) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if creds.api_key:

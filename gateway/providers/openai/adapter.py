@@ -30,6 +30,8 @@ from gateway.schemas import (
 
 
 class OpenAIAdapter:
+    wire = "openai"
+
     def headers(self, creds: Credentials) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if creds.api_key:

@@ -53,6 +53,15 @@ class OpenAIChatCodec:
     def render_error(self, err: GatewayError) -> dict[str, Any]:
         return render_error(err)
 
+    def passthrough(
+        self, adapter: Any, req: ChatRequest, request_id: str, public_model: str
+    ) -> Any:
+        if adapter.wire != "openai":
+            return None
+        from gateway.providers.openai.passthrough import OpenAIPassthrough
+
+        return OpenAIPassthrough(request_id, public_model, req.include_usage)
+
 
 def render_error(err: GatewayError) -> dict[str, Any]:
     return {
