@@ -1299,6 +1299,10 @@ def write_report(results, skipped, meta):
     )
     w(f"- Short runs (BENCH_DURATION={DURATION:g}) are noisy; use ≥10 s for decisions.")
     w("")
+    analysis = BENCH / "ANALYSIS.md"  # hand-written: where the time goes (bench/profile.sh)
+    if analysis.exists():
+        L.append(analysis.read_text().rstrip())
+        w("")
     RESULTS_MD.write_text("\n".join(L) + "\n")
 
 

@@ -39,8 +39,9 @@ class _Entry:
     fresh_until: float
 
 
+MAX_CACHED_KEYS = 10_000
 _cache: dict[str, _Entry] = {}
-_inflight: dict[str, asyncio.Future[_Entry]] = {}
+_inflight: dict[str, asyncio.Task[_Entry]] = {}
 
 
 def secret_from_headers(headers: dict[bytes, bytes]) -> str | None:
@@ -72,22 +73,22 @@ async def authenticate(headers: dict[bytes, bytes]) -> Principal:
 
 
 async def _load_once(secret_hash: str) -> _Entry:
-    pending = _inflight.get(secret_hash)
-    if pending is not None:
-        return await pending
-    future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
-    _inflight[secret_hash] = future
-    try:
-        entry = await sync_to_async(_load, thread_sensitive=False)(secret_hash)
-        _cache[secret_hash] = entry
-        future.set_result(entry)
-        return entry
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # mark retrieved: waiters (if any) get it raised
-        raise
-    finally:
-        del _inflight[secret_hash]
+    # The read runs in its own task, shielded: a caller that goes away must not cancel it
+    # for the others waiting on the same key.
+    task = _inflight.get(secret_hash)
+    if task is None:
+        task = asyncio.ensure_future(_load_and_keep(secret_hash))
+        _inflight[secret_hash] = task
+        task.add_done_callback(lambda _: _inflight.pop(secret_hash, None))
+    return await asyncio.shield(task)
+
+
+async def _load_and_keep(secret_hash: str) -> _Entry:
+    entry = await sync_to_async(_load, thread_sensitive=False)(secret_hash)
+    if len(_cache) >= MAX_CACHED_KEYS:
+        _cache.clear()  # bounded: a flood of made-up keys must not grow memory
+    _cache[secret_hash] = entry
+    return entry
 
 
 def _load(secret_hash: str) -> _Entry:

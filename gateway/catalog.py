@@ -47,24 +47,24 @@ class Catalog:
 
 
 _current: Catalog | None = None
-_refreshing: asyncio.Future[Catalog] | None = None
+_refreshing: asyncio.Task[Catalog] | None = None
 
 
 async def current() -> Catalog:
-    global _current, _refreshing
+    global _refreshing
     if _current is not None and _current.fresh_until >= time.monotonic():
         return _current
-    if _refreshing is not None:
-        return await _refreshing
-    _refreshing = asyncio.get_running_loop().create_future()
+    if _refreshing is None:
+        # Shielded in its own task: a caller that goes away must not cancel it for the others.
+        _refreshing = asyncio.ensure_future(_refresh())
+    return await asyncio.shield(_refreshing)
+
+
+async def _refresh() -> Catalog:
+    global _current, _refreshing
     try:
         _current = await sync_to_async(load, thread_sensitive=False)()
-        _refreshing.set_result(_current)
         return _current
-    except BaseException as exc:
-        _refreshing.set_exception(exc)
-        _refreshing.exception()
-        raise
     finally:
         _refreshing = None
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 from channels.generic.http import AsyncHttpConsumer
@@ -24,6 +25,7 @@ from gateway.usage import UsageRecord
 
 log = logging.getLogger("gateway")
 
+T = TypeVar("T")
 Handler = Callable[[pipeline.Call], Awaitable[pipeline.Reply]]
 
 
@@ -75,7 +77,7 @@ class GatewayConsumer(AsyncHttpConsumer):
                     status=405,
                 )
             body = await _read_body(headers, receive)
-            work = asyncio.ensure_future(self.handler()(pipeline.Call(headers, body, record)))
+            work = self.handler()(pipeline.Call(headers, body, record))
             reply = await _unless_gone(work, receive)
         except _BodyTooLarge:
             reply = self._error_reply(
@@ -117,8 +119,7 @@ class GatewayConsumer(AsyncHttpConsumer):
                 usage.emit(record)
             await self.send_body(reply.body)
             return
-        relay = asyncio.ensure_future(self._pump(reply.stream))
-        await _unless_gone(relay, receive)
+        await _unless_gone(self._pump(reply.stream), receive)
 
     async def _pump(self, stream) -> None:
         async for data in stream:
@@ -154,26 +155,32 @@ async def _read_body(headers: dict[bytes, bytes], receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _unless_gone(work: asyncio.Future, receive):
-    """Await `work`, cancelling it if the client disconnects first."""
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+async def _unless_gone(work: Awaitable[T], receive) -> T:
+    """Await `work` in this task, cancelling it if the client disconnects first.
+
+    One watcher task per request (not a task for the work as well): this runs per request on
+    the hot path.
+    """
+    this_task = asyncio.current_task()
+    assert this_task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        this_task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
     except asyncio.CancelledError:
-        work.cancel()
+        if gone:
+            raise _ClientGone from None
         raise
     finally:
         watcher.cancel()
-    if work not in done:
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
-        raise _ClientGone
-    return work.result()
-
-
-async def _wait_disconnect(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 class ChatCompletionsConsumer(GatewayConsumer):

@@ -238,6 +238,8 @@ def chat_request_json(req: ChatRequest, upstream_model: str | None) -> dict[str,
         _put_tool_choice(out, req.tool_choice)
     if req.response_format is not None:
         out["response_format"] = response_format_json(req.response_format)
+    if req.metadata:
+        out["metadata"] = dict(req.metadata)
     return out
 
 
