@@ -20,10 +20,11 @@ trap 'kill $SSE $WS 2>/dev/null || true' EXIT
 sleep 4
 BODY='{"model":"bench-sse","stream":true,"messages":[{"role":"user","content":"hi"}]}'
 (sleep 3; $TOOLS/bin/py-spy record -p $WS -d 6 -r 250 -f raw -o "$OUT/prof.txt" --nonblocking >/dev/null 2>&1) &
+SPY=$!
 node bench/load/stream_load.mjs --url http://127.0.0.1:18095/v1/chat/completions --concurrency 200 \
   --duration 10 --warmup 2 --headers "{\"authorization\":\"Bearer $KEY\"}" --body "$BODY" \
   | python3 -c "import json,sys; d=json.load(sys.stdin); print('streams/s', d['streams_per_s'], 'ttft', d['ttft_ms'])"
-wait
+wait $SPY
 python3 - "$OUT/prof.txt" <<'PY'
 import collections, sys
 own, incl, total = collections.Counter(), collections.Counter(), 0
