@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.errors import GatewayError
-from portal.selectors import api_key_by_secret_hash
+from portal.selectors import api_key_by_secret_hash, models_granted_to_key
 from portal.services import hash_secret
 
 
@@ -101,6 +101,6 @@ def _load(secret_hash: str) -> _Entry:
         tenant_id=key.tenant_id,
         tenant_slug=key.tenant.slug,
         all_models=key.all_models,
-        allowed_models=frozenset(key.allowed_models or ()),
+        allowed_models=models_granted_to_key(key=key),
     )
     return _Entry(principal, key.expires_at, fresh_until)

@@ -38,6 +38,7 @@ class ModelEntry:
     targets: tuple[Target, ...]
     price: PriceEntry | None
     created: int
+    products: tuple[str, ...] = ()  # public products offering it, named in "subscribe" errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,18 @@ def invalidate() -> None:
 
 async def resolve(name: str, allowed: bool, mode: str = "chat") -> ModelEntry:
     """The entry for a public model the caller may use, or a 404 that reveals nothing more."""
-    entry = (await current()).models.get(name) if allowed else None
+    entry = (await current()).models.get(name)
+    if entry is not None and entry.targets and not allowed and entry.products:
+        offered = ", ".join(f"'{p}'" for p in entry.products)
+        raise GatewayError(
+            "permission",
+            f"This key's application is not subscribed to '{name}'. Subscribe it to {offered} "
+            "in the portal's catalog.",
+            param="model",
+            code="subscription_required",
+        )
+    if not allowed:
+        entry = None
     if entry is None or not entry.targets:
         raise GatewayError(
             "not_found",
@@ -120,6 +132,9 @@ def load() -> Catalog:
         targets.setdefault(dep.model_id, []).append(
             Target(provider.name, provider.kind, creds, dep.weight)
         )
+    products: dict[int, list[str]] = {}
+    for model_id, product in _public_products():
+        products.setdefault(model_id, []).append(product)
     models = {
         m.name: ModelEntry(
             name=m.name,
@@ -128,7 +143,18 @@ def load() -> Catalog:
             targets=tuple(targets.get(m.pk, ())),
             price=prices.get(m.name),
             created=int(m.created_at.timestamp()),
+            products=tuple(sorted(products.get(m.pk, ()))),
         )
         for m in LanguageModel.objects.filter(enabled=True)
     }
     return Catalog(models, time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS)
+
+
+def _public_products() -> list[tuple[int, str]]:
+    from portal.models import Product
+
+    through = Product.language_models.through.objects.filter(
+        product__visibility=Product.Visibility.PUBLIC,
+        product__status__in=[Product.Status.PUBLISHED, Product.Status.DEPRECATED],
+    )
+    return list(through.values_list("languagemodel_id", "product__name"))

@@ -23,10 +23,16 @@ def test_sampling_tools_format_and_unknown_fields_pass_through(client, openai_fa
         model="public-name",
         messages=[
             {"role": "developer", "content": "Be terse."},
-            {"role": "user", "content": [
-                {"type": "text", "text": "what is this?"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"},
+                    },
+                ],
+            },
         ],  # fmt: skip
         temperature=0.2,
         top_p=0.9,
@@ -36,7 +42,10 @@ def test_sampling_tools_format_and_unknown_fields_pass_through(client, openai_fa
         seed=7,
         user="u-1",
         metadata={"team": "search"},
-        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "r", "schema": schema, "strict": True},
+        },
         tools=[{"type": "function", "function": {"name": "f", "parameters": schema}}],
         tool_choice={"type": "function", "function": {"name": "f"}},
         parallel_tool_calls=False,
