@@ -19,13 +19,21 @@ class AuditedAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         verb = "updated" if change else "created"
-        audit(actor=Actor(request.user, request.META.get("REMOTE_ADDR")), tenant=None,
-              action=f"{type(obj).__name__.lower()}.{verb}", target=obj,
-              fields=sorted(form.changed_data))  # fmt: skip
+        audit(
+            actor=Actor(request.user, request.META.get("REMOTE_ADDR")),
+            tenant=None,
+            action=f"{type(obj).__name__.lower()}.{verb}",
+            target=obj,
+            fields=sorted(form.changed_data),
+        )
 
     def delete_model(self, request, obj):
-        audit(actor=Actor(request.user, request.META.get("REMOTE_ADDR")), tenant=None,
-              action=f"{type(obj).__name__.lower()}.deleted", target=obj)  # fmt: skip
+        audit(
+            actor=Actor(request.user, request.META.get("REMOTE_ADDR")),
+            tenant=None,
+            action=f"{type(obj).__name__.lower()}.deleted",
+            target=obj,
+        )
         super().delete_model(request, obj)
 
 

@@ -111,9 +111,12 @@ def invitation_create(*, actor: Actor, tenant: Tenant, email: str, role: str) ->
     if role == Role.OWNER:
         _check(actor, tenant, "tenant.transfer_ownership")
     invitation = Invitation.objects.create(
-        tenant=tenant, email=email.lower(), role=role, token=secrets.token_urlsafe(32),
+        tenant=tenant,
+        email=email.lower(),
+        role=role,
+        token=secrets.token_urlsafe(32),
         invited_by=actor.user if getattr(actor.user, "pk", None) else None,
-    )  # fmt: skip
+    )
     audit(actor=actor, tenant=tenant, action="member.invited", target=invitation, role=role)
     transaction.on_commit(lambda: _mail_invitation(invitation))
     return invitation
@@ -154,8 +157,14 @@ def membership_set_role(*, actor: Actor, membership: Membership, role: str) -> M
         raise ServiceError("A tenant keeps at least one owner.")
     before, membership.role = membership.role, role
     membership.save(update_fields=["role"])
-    audit(actor=actor, tenant=tenant, action="member.role_changed", target=membership,
-          before=before, after=role)  # fmt: skip
+    audit(
+        actor=actor,
+        tenant=tenant,
+        action="member.role_changed",
+        target=membership,
+        before=before,
+        after=role,
+    )
     return membership
 
 
@@ -189,9 +198,11 @@ def application_create(
     if Application.objects.filter(tenant=tenant, name=name).exists():
         raise ServiceError(f"This tenant already has an application named '{name}'.")
     app = Application.objects.create(
-        tenant=tenant, name=name, description=description,
+        tenant=tenant,
+        name=name,
+        description=description,
         created_by=actor.user if getattr(actor.user, "pk", None) else None,
-    )  # fmt: skip
+    )
     audit(actor=actor, tenant=tenant, action="application.created", target=app)
     return app
 
@@ -221,6 +232,9 @@ def api_key_create(
     _check(actor, tenant, "key.manage")
     if application is not None and application.tenant_id != tenant.pk:
         raise ServiceError("The application belongs to another tenant.")
+    grants = all_models or bool(models)
+    if grants and actor.user is not None and not getattr(actor.user, "is_staff", False):
+        raise access.Denied("Only the operator grants models to a key directly.")
     secret, prefix, secret_hash = _new_secret(KEY_PREFIX)
     api_key = ApiKey.objects.create(
         tenant=tenant,
@@ -245,16 +259,26 @@ def api_key_rotate(*, actor: Actor, api_key: ApiKey, grace: timedelta) -> Issued
     if not timedelta(0) <= grace <= timedelta(days=30):
         raise ServiceError("The grace period must be between 0 and 30 days.")
     issued = api_key_create(
-        tenant=api_key.tenant, name=api_key.name, all_models=api_key.all_models,
-        models=api_key.allowed_models, application=api_key.application,
-        expires_at=api_key.expires_at, actor=SYSTEM,
-    )  # fmt: skip
+        tenant=api_key.tenant,
+        name=api_key.name,
+        all_models=api_key.all_models,
+        models=api_key.allowed_models,
+        application=api_key.application,
+        expires_at=api_key.expires_at,
+        actor=SYSTEM,
+    )
     ends = timezone.now() + grace
     api_key.expires_at = min(api_key.expires_at, ends) if api_key.expires_at else ends
     api_key.rotated_to = issued.api_key
     api_key.save(update_fields=["expires_at", "rotated_to"])
-    audit(actor=actor, tenant=api_key.tenant, action="key.rotated", target=api_key,
-          new_key=issued.api_key.prefix, grace_seconds=int(grace.total_seconds()))  # fmt: skip
+    audit(
+        actor=actor,
+        tenant=api_key.tenant,
+        action="key.rotated",
+        target=api_key,
+        new_key=issued.api_key.prefix,
+        grace_seconds=int(grace.total_seconds()),
+    )
     return issued
 
 
@@ -291,15 +315,22 @@ def subscription_request(
         Subscription.Status.PENDING,
     ):
         return existing
-    status = (
-        Subscription.Status.PENDING if product.approval_required else Subscription.Status.ACTIVE
-    )
+    if existing is not None and existing.status == Subscription.Status.SUSPENDED:
+        raise ServiceError("This subscription is suspended; the product's admins can resume it.")
+    # After a rejection or a revocation, asking again always needs a decision.
+    needs_approval = product.approval_required or existing is not None
+    status = Subscription.Status.PENDING if needs_approval else Subscription.Status.ACTIVE
     sub = existing or Subscription(application=application, product=product)
     sub.status, sub.reason, sub.decided_at, sub.decided_by = status, "", None, None
     sub.requested_by = actor.user if getattr(actor.user, "pk", None) else None
     sub.save()
-    audit(actor=actor, tenant=application.tenant, action="subscription.requested", target=sub,
-          status=status)  # fmt: skip
+    audit(
+        actor=actor,
+        tenant=application.tenant,
+        action="subscription.requested",
+        target=sub,
+        status=status,
+    )
     if status == Subscription.Status.PENDING:
         transaction.on_commit(lambda: _mail_approvers(sub))
     return sub
@@ -312,8 +343,9 @@ def _mail_approvers(sub: Subscription) -> None:
     if sub.product.owner_id is None:
         recipients = users.filter(is_staff=True)
     else:
-        recipients = users.filter(memberships__tenant=sub.product.owner,
-                                  memberships__role__in=[Role.OWNER, Role.ADMIN])  # fmt: skip
+        recipients = users.filter(
+            memberships__tenant=sub.product.owner, memberships__role__in=[Role.OWNER, Role.ADMIN]
+        )
     emails = sorted({u.email for u in recipients if u.email})
     if emails:
         send_mail(
@@ -339,10 +371,24 @@ def subscription_decide(
     subscription.decided_by = actor.user if getattr(actor.user, "pk", None) else None
     subscription.decided_at = timezone.now()
     subscription.save()
-    audit(actor=actor, tenant=subscription.application.tenant, action="subscription.decided",
-          target=subscription, approved=approve, reason=subscription.reason)  # fmt: skip
+    _audit_subscription(
+        actor=actor,
+        action="subscription.decided",
+        target=subscription,
+        approved=approve,
+        reason=subscription.reason,
+    )
     transaction.on_commit(lambda: _mail_requester(subscription))
     return subscription
+
+
+def _audit_subscription(*, actor: Actor, action: str, target: Subscription, **data) -> None:
+    """Both sides see a subscription's history: the subscriber's and the product's tenant."""
+    tenants = {target.application.tenant_id: target.application.tenant}
+    if target.product.owner_id is not None:
+        tenants.setdefault(target.product.owner_id, target.product.owner)
+    for tenant in tenants.values():
+        audit(actor=actor, tenant=tenant, action=action, target=target, **data)
 
 
 def _mail_requester(sub: Subscription) -> None:
@@ -368,17 +414,42 @@ def subscription_set_status(
     if status not in allowed:
         raise ServiceError(f"Can't set a subscription to '{status}'.")
     owner_side = actor.user is None or access.may_decide(actor.user, subscription.product)
-    own_app = actor.user is not None and access.can(actor.user, subscription.application.tenant,
-                                                      "subscription.request")  # fmt: skip
+    own_app = actor.user is not None and access.can(
+        actor.user, subscription.application.tenant, "subscription.request"
+    )
     # The subscriber may cancel its own subscription; only the owner side suspends or resumes.
     if not owner_side and not (own_app and status == Subscription.Status.REVOKED):
         raise access.Denied("Only the product's admins (or the operator) change this subscription.")
     if subscription.status in (Subscription.Status.REVOKED, Subscription.Status.REJECTED):
         raise ServiceError("This subscription has ended; request a new one.")
+    if (
+        status == Subscription.Status.ACTIVE
+        and subscription.status != Subscription.Status.SUSPENDED
+    ):
+        raise ServiceError("Only a suspended subscription can be resumed.")
+    if (
+        status == Subscription.Status.SUSPENDED
+        and subscription.status != Subscription.Status.ACTIVE
+    ):
+        raise ServiceError("Only an active subscription can be suspended.")
+    if (
+        status == Subscription.Status.ACTIVE
+        and subscription.status != Subscription.Status.SUSPENDED
+    ):
+        raise ServiceError("Only a suspended subscription can be resumed.")
+    if (
+        status == Subscription.Status.SUSPENDED
+        and subscription.status != Subscription.Status.ACTIVE
+    ):
+        raise ServiceError("Only an active subscription can be suspended.")
     subscription.status, subscription.reason = status, reason.strip()
     subscription.save(update_fields=["status", "reason"])
-    audit(actor=actor, tenant=subscription.application.tenant, action=f"subscription.{status}",
-          target=subscription, reason=subscription.reason)  # fmt: skip
+    _audit_subscription(
+        actor=actor,
+        action=f"subscription.{status}",
+        target=subscription,
+        reason=subscription.reason,
+    )
     return subscription
 
 
@@ -394,8 +465,9 @@ class IssuedToken:
 @transaction.atomic
 def personal_token_create(*, actor: Actor, name: str) -> IssuedToken:
     secret, prefix, secret_hash = _new_secret(TOKEN_PREFIX)
-    token = PersonalAccessToken.objects.create(user=actor.user, name=name, prefix=prefix,
-                                               secret_hash=secret_hash)  # fmt: skip
+    token = PersonalAccessToken.objects.create(
+        user=actor.user, name=name, prefix=prefix, secret_hash=secret_hash
+    )
     audit(actor=actor, tenant=None, action="token.created", target=token)
     return IssuedToken(token, secret)
 
@@ -403,7 +475,15 @@ def personal_token_create(*, actor: Actor, name: str) -> IssuedToken:
 # --- products ----------------------------------------------------------------------
 
 
-PRODUCT_FIELDS = ("name", "description", "visibility", "approval_required", "status", "sunset_date")
+PRODUCT_FIELDS = (
+    "name",
+    "description",
+    "kind",
+    "visibility",
+    "approval_required",
+    "status",
+    "sunset_date",
+)
 
 
 def _check_product(actor: Actor, owner: Tenant | None) -> None:
@@ -416,8 +496,15 @@ def _check_product(actor: Actor, owner: Tenant | None) -> None:
 
 
 @transaction.atomic
-def product_create(*, actor: Actor, owner: Tenant | None, name: str, slug: str | None = None,
-                   models: list[str] | None = None, **fields) -> Product:  # fmt: skip
+def product_create(
+    *,
+    actor: Actor,
+    owner: Tenant | None,
+    name: str,
+    slug: str | None = None,
+    models: list[str] | None = None,
+    **fields,
+) -> Product:
     from gateway.models import LanguageModel
 
     _check_product(actor, owner)
@@ -447,6 +534,22 @@ def product_update(*, actor: Actor, product: Product, **fields) -> Product:
     for key, value in fields.items():
         setattr(product, key, value)
     product.save()
-    audit(actor=actor, tenant=product.owner, action="product.updated", target=product,
-          fields=sorted(fields))  # fmt: skip
+    audit(
+        actor=actor,
+        tenant=product.owner,
+        action="product.updated",
+        target=product,
+        fields=sorted(fields),
+    )
     return product
+
+
+@transaction.atomic
+def personal_token_revoke(*, actor: Actor, token: PersonalAccessToken) -> None:
+    if actor.user is not None and token.user_id != getattr(actor.user, "pk", None):
+        raise access.Denied("Only its owner revokes a personal access token.")
+    changed = PersonalAccessToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if changed:
+        audit(actor=actor, tenant=None, action="token.revoked", target=token)

@@ -1,3 +1,42 @@
+"""The developer portal's pages (mounted at /portal/). The names are a contract: keep them."""
+
+from django.urls import path
+
+from portal.views import applications, catalog, tenants, tokens
 
 app_name = "portal"
-urlpatterns: list = []  # the pages are being built (see portal/views.py)
+urlpatterns = [
+    path("", tenants.dashboard, name="dashboard"),
+    path("tenants/new/", tenants.tenant_create, name="tenant_create"),
+    path("tenants/switch/", tenants.tenant_switch, name="tenant_switch"),
+    path("t/<slug:slug>/applications/", applications.applications, name="applications"),
+    path(
+        "t/<slug:slug>/applications/new/",
+        applications.application_create,
+        name="application_create",
+    ),
+    path("t/<slug:slug>/members/", tenants.members, name="members"),
+    path("t/<slug:slug>/members/invite/", tenants.member_invite, name="member_invite"),
+    path("t/<slug:slug>/members/<int:member_id>/role/", tenants.member_role, name="member_role"),
+    path(
+        "t/<slug:slug>/members/<int:member_id>/remove/", tenants.member_remove, name="member_remove"
+    ),
+    path("t/<slug:slug>/audit/", tenants.audit, name="audit"),
+    path("applications/<int:app_id>/", applications.application_detail, name="application_detail"),
+    path("applications/<int:app_id>/keys/new/", applications.key_create, name="key_create"),
+    path("keys/<int:key_id>/rotate/", applications.key_rotate, name="key_rotate"),
+    path("keys/<int:key_id>/revoke/", applications.key_revoke, name="key_revoke"),
+    path(
+        "subscriptions/<int:sub_id>/cancel/",
+        catalog.subscription_cancel,
+        name="subscription_cancel",
+    ),
+    path("catalog/", catalog.catalog, name="catalog"),
+    path("catalog/<slug:slug>/", catalog.product_detail, name="product_detail"),
+    path("catalog/<slug:slug>/subscribe/", catalog.subscribe, name="subscribe"),
+    path("approvals/", catalog.approvals, name="approvals"),
+    path("approvals/<int:sub_id>/decide/", catalog.approval_decide, name="approval_decide"),
+    path("invitations/<str:token>/", tenants.invitation_accept, name="invitation_accept"),
+    path("tokens/", tokens.tokens, name="tokens"),
+    path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
+]

@@ -26,13 +26,23 @@ def embedded(tmp_path_factory):
     env.update(DATABASE_URL=f"sqlite:///{data / 'db.sqlite3'}", PORT=str(port))
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    seeded = subprocess.run([*manage, "seed_demo"], cwd=ROOT, env=env, check=True,
-                            capture_output=True, text=True).stdout  # fmt: skip
+    seeded = subprocess.run(
+        [*manage, "seed_demo"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "waystation.asgi:application", "--port", str(port),
-         "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "waystation.asgi:application",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:

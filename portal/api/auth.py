@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from portal.models import PersonalAccessToken
@@ -29,3 +30,17 @@ class PersonalAccessTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+class PersonalAccessTokenScheme(OpenApiAuthenticationExtension):
+    """Documents `Authorization: Bearer wspat-...`."""
+
+    target_class = PersonalAccessTokenAuthentication
+    name = "personalAccessToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A personal access token (`wspat-...`) from POST /api/v1/tokens/.",
+        }

@@ -77,10 +77,25 @@ def test_a_real_celery_worker_moves_gateway_usage_into_postgres(gateway):
         "USAGE_STREAM_KEY": settings.USAGE_STREAM_KEY,
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "waystation", "worker", "-B", "-c", "1",
-         "-l", "warning", "--without-gossip", "--without-mingle", "-s", "/tmp/celerybeat-test"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "waystation",
+            "worker",
+            "-B",
+            "-c",
+            "1",
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+            "-s",
+            "/tmp/celerybeat-test",
+        ],
         env=env,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 60
         while UsageEvent.objects.count() < 3 and time.monotonic() < deadline:

@@ -33,7 +33,7 @@ def test_sampling_tools_format_and_unknown_fields_pass_through(client, openai_fa
                     },
                 ],
             },
-        ],  # fmt: skip
+        ],
         temperature=0.2,
         top_p=0.9,
         max_completion_tokens=50,

@@ -19,9 +19,13 @@ def world(gateway):
     tenant = services.tenant_get_or_create(slug="acme")
     app = services.application_create(actor=SYSTEM, tenant=tenant, name="bot")
     product = services.product_create(
-        actor=SYSTEM, owner=None, name="Demo chat", models=["demo-chat"],
-        status="published", approval_required=True,
-    )  # fmt: skip
+        actor=SYSTEM,
+        owner=None,
+        name="Demo chat",
+        models=["demo-chat"],
+        status="published",
+        approval_required=True,
+    )
     secret = services.api_key_create(tenant=tenant, name="k", application=app).secret
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=secret, max_retries=0)
     return app, product, client

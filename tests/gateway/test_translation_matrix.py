@@ -140,9 +140,11 @@ def tool_result_sent(upstream, body, call_id):
 def test_anthropic_client_text_and_stream(gateway, key, fakes, upstream):
     client = claude(gateway, key)
     message = client.messages.create(
-        model=f"m-{upstream}", max_tokens=100, system="Be brief.",
+        model=f"m-{upstream}",
+        max_tokens=100,
+        system="Be brief.",
         messages=[{"role": "user", "content": "hi there"}],
-    )  # fmt: skip
+    )
     assert message.content[0].text == "echo: hi there"
     assert message.stop_reason == "end_turn"
     assert message.usage.output_tokens == 3
@@ -166,9 +168,11 @@ def test_anthropic_client_stream_tool_use(gateway, key, fakes, upstream):
     }
 
     with claude(gateway, key).messages.stream(
-        model=f"m-{upstream}", max_tokens=100, tools=[tool],
+        model=f"m-{upstream}",
+        max_tokens=100,
+        tools=[tool],
         messages=[{"role": "user", "content": "weather in Paris?"}],
-    ) as stream:  # fmt: skip
+    ) as stream:
         final = stream.get_final_message()
 
     [block] = [b for b in final.content if b.type == "tool_use"]

@@ -140,10 +140,12 @@ def test_client_disconnect_mid_stream_cancels_upstream_and_is_recorded(
     openai_fake.fault(chunk_delay=0.3)
     key = client.api_key
     with httpx.stream(
-        "POST", gateway.base_url + "/v1/chat/completions",
+        "POST",
+        gateway.base_url + "/v1/chat/completions",
         json={"model": "m-openai", "messages": HELLO, "stream": True},
-        headers={"authorization": f"Bearer {key}"}, timeout=10,
-    ) as resp:  # fmt: skip
+        headers={"authorization": f"Bearer {key}"},
+        timeout=10,
+    ) as resp:
         next(resp.iter_raw())
     time.sleep(0.5)
 

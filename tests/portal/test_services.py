@@ -17,7 +17,9 @@ ROLES = [Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER]
 
 
 def user(name, **extra):
-    return get_user_model().objects.create_user(name, f"{name}@example.com", "pw-123456789", **extra)
+    return get_user_model().objects.create_user(
+        name, f"{name}@example.com", "pw-123456789", **extra
+    )
 
 
 @pytest.fixture
@@ -35,13 +37,18 @@ def attempt(action, actor, tenant):
     """Each write the matrix governs, performed through its service."""
     app = services.application_create(actor=SYSTEM, tenant=tenant, name=f"app-{action}")
     key = services.api_key_create(tenant=tenant, name="k", application=app).api_key
-    target = Membership.objects.filter(tenant=tenant, role=Role.VIEWER).first() or Membership.objects.create(
+    target = Membership.objects.filter(
+        tenant=tenant, role=Role.VIEWER
+    ).first() or Membership.objects.create(
         user=user(f"target-{action}"), tenant=tenant, role=Role.VIEWER
     )
-    product = services.product_create(actor=SYSTEM, owner=tenant, name=f"p-{action}",
-                                      status="published", approval_required=True)  # fmt: skip
+    product = services.product_create(
+        actor=SYSTEM, owner=tenant, name=f"p-{action}", status="published", approval_required=True
+    )
     acts = {
-        "application.manage": lambda: services.application_create(actor=actor, tenant=tenant, name="x"),
+        "application.manage": lambda: services.application_create(
+            actor=actor, tenant=tenant, name="x"
+        ),
         "key.manage": lambda: services.api_key_revoke(actor=actor, api_key=key),
         "subscription.request": lambda: services.subscription_request(
             actor=actor, application=app, product=product
@@ -49,10 +56,14 @@ def attempt(action, actor, tenant):
         "tenant.manage_members": lambda: services.invitation_create(
             actor=actor, tenant=tenant, email="new@example.com", role=Role.DEVELOPER
         ),
-        "product.manage": lambda: services.product_update(actor=actor, product=product, description="d"),
+        "product.manage": lambda: services.product_update(
+            actor=actor, product=product, description="d"
+        ),
         "subscription.decide": lambda: services.subscription_decide(
             actor=actor,
-            subscription=services.subscription_request(actor=SYSTEM, application=app, product=product),
+            subscription=services.subscription_request(
+                actor=SYSTEM, application=app, product=product
+            ),
             approve=True,
         ),
         "tenant.transfer_ownership": lambda: services.membership_set_role(
@@ -63,9 +74,14 @@ def attempt(action, actor, tenant):
 
 
 WRITE_ACTIONS = [
-    "application.manage", "key.manage", "subscription.request", "tenant.manage_members",
-    "product.manage", "subscription.decide", "tenant.transfer_ownership",
-]  # fmt: skip
+    "application.manage",
+    "key.manage",
+    "subscription.request",
+    "tenant.manage_members",
+    "product.manage",
+    "subscription.decide",
+    "tenant.transfer_ownership",
+]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -99,8 +115,12 @@ def test_acts_are_audited_with_actor_and_ip(tenant):
 
     events = AuditEvent.objects.filter(actor=actor.user).order_by("id")
     assert [e.action for e in events] == [
-        "application.created", "key.created", "key.rotated", "key.revoked", "member.invited",
-    ]  # fmt: skip
+        "application.created",
+        "key.created",
+        "key.rotated",
+        "key.revoked",
+        "member.invited",
+    ]
     assert {e.source_ip for e in events} == {"203.0.113.9"}
     assert {e.tenant_id for e in events} == {tenant.pk}
 
@@ -125,8 +145,9 @@ def test_pending_subscription_mails_the_approvers_and_the_decision_mails_the_req
 ):
     admin = member(tenant, Role.ADMIN)
     dev = member(tenant, Role.DEVELOPER)
-    product = services.product_create(actor=admin, owner=tenant, name="Sentiment",
-                                      status="published", approval_required=True)  # fmt: skip
+    product = services.product_create(
+        actor=admin, owner=tenant, name="Sentiment", status="published", approval_required=True
+    )
     app = services.application_create(actor=dev, tenant=tenant, name="crm")
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -143,8 +164,9 @@ def test_pending_subscription_mails_the_approvers_and_the_decision_mails_the_req
 def test_private_and_draft_products_take_no_outside_subscriptions(tenant):
     other = services.tenant_create(actor=SYSTEM, name="Other")
     app = services.application_create(actor=SYSTEM, tenant=other, name="a")
-    private = services.product_create(actor=SYSTEM, owner=tenant, name="Mine", status="published",
-                                      visibility="private")  # fmt: skip
+    private = services.product_create(
+        actor=SYSTEM, owner=tenant, name="Mine", status="published", visibility="private"
+    )
     draft = services.product_create(actor=SYSTEM, owner=tenant, name="Soon")
 
     for product in (private, draft):

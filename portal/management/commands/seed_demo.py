@@ -34,10 +34,14 @@ class Command(BaseCommand):
         tenant = services.tenant_get_or_create(slug="demo", name="Demo")
         if not Product.objects.filter(slug="demo-models").exists():
             services.product_create(
-                actor=services.SYSTEM, owner=None, name="Demo models", slug="demo-models",
+                actor=services.SYSTEM,
+                owner=None,
+                name="Demo models",
+                slug="demo-models",
                 description="The built-in demo provider's chat and embedding models.",
-                models=["demo-chat", "demo-embed"], status="published",
-            )  # fmt: skip
+                models=["demo-chat", "demo-embed"],
+                status="published",
+            )
         port = os.environ.get("PORT", "8000")
         base = f"http://127.0.0.1:{port}"
         self._operator(tenant)
