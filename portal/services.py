@@ -401,17 +401,22 @@ def _mail_requester(sub: Subscription) -> None:
     send_mail(f"Subscription {verdict}: {sub.product}", body, None, [sub.requested_by.email])
 
 
+# target status -> the statuses it may be reached from
+STATUS_CHANGES = {
+    Subscription.Status.SUSPENDED: frozenset({Subscription.Status.ACTIVE}),
+    Subscription.Status.ACTIVE: frozenset({Subscription.Status.SUSPENDED}),
+    Subscription.Status.REVOKED: frozenset(
+        {Subscription.Status.ACTIVE, Subscription.Status.SUSPENDED, Subscription.Status.PENDING}
+    ),
+}
+
+
 @transaction.atomic
 def subscription_set_status(
     *, actor: Actor, subscription: Subscription, status: str, reason: str = ""
 ) -> Subscription:
     """Suspend, resume or revoke an active subscription (the product's approvers)."""
-    allowed = {
-        Subscription.Status.SUSPENDED,
-        Subscription.Status.REVOKED,
-        Subscription.Status.ACTIVE,
-    }
-    if status not in allowed:
+    if status not in STATUS_CHANGES:
         raise ServiceError(f"Can't set a subscription to '{status}'.")
     owner_side = actor.user is None or access.may_decide(actor.user, subscription.product)
     own_app = actor.user is not None and access.can(
@@ -422,26 +427,12 @@ def subscription_set_status(
         raise access.Denied("Only the product's admins (or the operator) change this subscription.")
     if subscription.status in (Subscription.Status.REVOKED, Subscription.Status.REJECTED):
         raise ServiceError("This subscription has ended; request a new one.")
-    if (
-        status == Subscription.Status.ACTIVE
-        and subscription.status != Subscription.Status.SUSPENDED
-    ):
-        raise ServiceError("Only a suspended subscription can be resumed.")
-    if (
-        status == Subscription.Status.SUSPENDED
-        and subscription.status != Subscription.Status.ACTIVE
-    ):
-        raise ServiceError("Only an active subscription can be suspended.")
-    if (
-        status == Subscription.Status.ACTIVE
-        and subscription.status != Subscription.Status.SUSPENDED
-    ):
-        raise ServiceError("Only a suspended subscription can be resumed.")
-    if (
-        status == Subscription.Status.SUSPENDED
-        and subscription.status != Subscription.Status.ACTIVE
-    ):
-        raise ServiceError("Only an active subscription can be suspended.")
+    allowed_from = STATUS_CHANGES[status]
+    if subscription.status not in allowed_from:
+        raise ServiceError(
+            f"A {subscription.status} subscription can't become {status}; "
+            f"only a {' or '.join(sorted(allowed_from))} one can."
+        )
     subscription.status, subscription.reason = status, reason.strip()
     subscription.save(update_fields=["status", "reason"])
     _audit_subscription(

@@ -2,68 +2,93 @@
 
 from django.urls import path
 
-from portal.api import views
+from portal.api.views.applications import (
+    ApiKeyListCreateApi,
+    ApiKeyRevokeApi,
+    ApiKeyRotateApi,
+    ApplicationDetailApi,
+    ApplicationListCreateApi,
+)
+from portal.api.views.audit import AuditEventListApi, TokenListCreateApi, TokenRevokeApi
+from portal.api.views.catalog import (
+    ApplicationSubscriptionListCreateApi,
+    ProductDetailApi,
+    ProductListCreateApi,
+    SubscriptionApproveApi,
+    SubscriptionListApi,
+    SubscriptionRejectApi,
+    SubscriptionResumeApi,
+    SubscriptionRevokeApi,
+    SubscriptionSuspendApi,
+)
+from portal.api.views.tenants import (
+    InvitationListCreateApi,
+    MemberDetailApi,
+    MemberListApi,
+    TenantDetailApi,
+    TenantListCreateApi,
+)
 
 app_name = "api"
 
 urlpatterns = [
     # tenants and members
-    path("tenants/", views.TenantListCreateApi.as_view(), name="tenants"),
-    path("tenants/<slug:slug>/", views.TenantDetailApi.as_view(), name="tenant"),
-    path("tenants/<slug:slug>/members/", views.MemberListApi.as_view(), name="members"),
-    path("tenants/<slug:slug>/members/<int:id>/", views.MemberDetailApi.as_view(), name="member"),
+    path("tenants/", TenantListCreateApi.as_view(), name="tenants"),
+    path("tenants/<slug:slug>/", TenantDetailApi.as_view(), name="tenant"),
+    path("tenants/<slug:slug>/members/", MemberListApi.as_view(), name="members"),
+    path("tenants/<slug:slug>/members/<int:id>/", MemberDetailApi.as_view(), name="member"),
     path(
         "tenants/<slug:slug>/invitations/",
-        views.InvitationListCreateApi.as_view(),
+        InvitationListCreateApi.as_view(),
         name="invitations",
     ),
     # applications and keys
     path(
         "tenants/<slug:slug>/applications/",
-        views.ApplicationListCreateApi.as_view(),
+        ApplicationListCreateApi.as_view(),
         name="applications",
     ),
-    path("applications/<int:id>/", views.ApplicationDetailApi.as_view(), name="application"),
-    path("applications/<int:id>/keys/", views.ApiKeyListCreateApi.as_view(), name="keys"),
-    path("keys/<int:id>/rotate/", views.ApiKeyRotateApi.as_view(), name="key-rotate"),
-    path("keys/<int:id>/revoke/", views.ApiKeyRevokeApi.as_view(), name="key-revoke"),
+    path("applications/<int:id>/", ApplicationDetailApi.as_view(), name="application"),
+    path("applications/<int:id>/keys/", ApiKeyListCreateApi.as_view(), name="keys"),
+    path("keys/<int:id>/rotate/", ApiKeyRotateApi.as_view(), name="key-rotate"),
+    path("keys/<int:id>/revoke/", ApiKeyRevokeApi.as_view(), name="key-revoke"),
     # the catalog
-    path("products/", views.ProductListCreateApi.as_view(), name="products"),
-    path("products/<slug:slug>/", views.ProductDetailApi.as_view(), name="product"),
+    path("products/", ProductListCreateApi.as_view(), name="products"),
+    path("products/<slug:slug>/", ProductDetailApi.as_view(), name="product"),
     # subscriptions
     path(
         "applications/<int:id>/subscriptions/",
-        views.ApplicationSubscriptionListCreateApi.as_view(),
+        ApplicationSubscriptionListCreateApi.as_view(),
         name="application-subscriptions",
     ),
-    path("subscriptions/", views.SubscriptionListApi.as_view(), name="subscriptions"),
+    path("subscriptions/", SubscriptionListApi.as_view(), name="subscriptions"),
     path(
         "subscriptions/<int:id>/approve/",
-        views.SubscriptionApproveApi.as_view(),
+        SubscriptionApproveApi.as_view(),
         name="subscription-approve",
     ),
     path(
         "subscriptions/<int:id>/reject/",
-        views.SubscriptionRejectApi.as_view(),
+        SubscriptionRejectApi.as_view(),
         name="subscription-reject",
     ),
     path(
         "subscriptions/<int:id>/suspend/",
-        views.SubscriptionSuspendApi.as_view(),
+        SubscriptionSuspendApi.as_view(),
         name="subscription-suspend",
     ),
     path(
         "subscriptions/<int:id>/resume/",
-        views.SubscriptionResumeApi.as_view(),
+        SubscriptionResumeApi.as_view(),
         name="subscription-resume",
     ),
     path(
         "subscriptions/<int:id>/revoke/",
-        views.SubscriptionRevokeApi.as_view(),
+        SubscriptionRevokeApi.as_view(),
         name="subscription-revoke",
     ),
     # audit log and personal access tokens
-    path("audit/", views.AuditEventListApi.as_view(), name="audit"),
-    path("tokens/", views.TokenListCreateApi.as_view(), name="tokens"),
-    path("tokens/<int:id>/revoke/", views.TokenRevokeApi.as_view(), name="token-revoke"),
+    path("audit/", AuditEventListApi.as_view(), name="audit"),
+    path("tokens/", TokenListCreateApi.as_view(), name="tokens"),
+    path("tokens/<int:id>/revoke/", TokenRevokeApi.as_view(), name="token-revoke"),
 ]
