@@ -40,6 +40,7 @@ class UsageEvent(models.Model):
     ttft_ms = models.FloatField(null=True)
     status = models.IntegerField()
     error_type = models.CharField(max_length=64, blank=True)
+    attempts = models.JSONField(default=list, blank=True)  # [{provider, model, outcome, ms}]
 
     def __str__(self) -> str:
         return self.request_id

@@ -19,6 +19,8 @@ from gateway.errors import GatewayError
 from gateway.schemas import Credentials
 from gateway.secrets import resolve_api_key
 
+FALLBACK_REASONS = ("exhausted", "context_length", "content_policy")
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -28,6 +30,7 @@ class Target:
     kind: str
     credentials: Credentials
     weight: int
+    price: PriceEntry | None = None  # its model's, so a fallback is billed at its own price
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,12 @@ class ModelEntry:
     targets: tuple[Target, ...]
     price: PriceEntry | None
     created: int
-    products: tuple[str, ...] = ()  # public products offering it, named in "subscribe" errors
+    products: tuple[str, ...] = ()
+    retries: int = 0
+    fallbacks: tuple[str, ...] = ()
+    fallback_on: frozenset[str] = (
+        frozenset()
+    )  # public products offering it, named in "subscribe" errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +125,7 @@ def load() -> Catalog:
         )
     targets: dict[int, list[Target]] = {}
     rows = Deployment.objects.filter(enabled=True, provider__enabled=True).select_related(
-        "provider"
+        "provider", "model"
     )
     for dep in rows:
         provider = dep.provider
@@ -130,7 +138,7 @@ def load() -> Catalog:
             options=provider.options or {},
         )
         targets.setdefault(dep.model_id, []).append(
-            Target(provider.name, provider.kind, creds, dep.weight)
+            Target(provider.name, provider.kind, creds, dep.weight, prices.get(dep.model.name))
         )
     products: dict[int, list[str]] = {}
     for model_id, product in _public_products():
@@ -144,6 +152,9 @@ def load() -> Catalog:
             price=prices.get(m.name),
             created=int(m.created_at.timestamp()),
             products=tuple(sorted(products.get(m.pk, ()))),
+            retries=m.retries,
+            fallbacks=tuple(m.fallbacks or ()),
+            fallback_on=frozenset(m.fallback_on or FALLBACK_REASONS),
         )
         for m in LanguageModel.objects.filter(enabled=True)
     }

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.models import Price
 from gateway import secrets
+from gateway.catalog import FALLBACK_REASONS
 from gateway.models import Deployment, LanguageModel, Provider
 from gateway.providers import KINDS
 
@@ -68,6 +69,9 @@ class ModelSpec:
     context_window: int | None
     price: dict[str, Decimal] | None
     deployments: list[tuple[str, str, int]]
+    retries: int = 0
+    fallbacks: list[str] = field(default_factory=list)
+    fallback_on: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -89,6 +93,7 @@ def parse(text: str) -> ConfigSpec:
 class _Validator:
     def __init__(self) -> None:
         self.errors: list[str] = []
+        self.fallback_refs: list[tuple[Any, list[str]]] = []
 
     def fail(self, node: Any, message: str) -> None:
         line = getattr(node, "line", 0)
@@ -105,6 +110,10 @@ class _Validator:
         self.duplicates(data, [p.name for p in providers if p], "provider")
         models = [self.model(m, names) for m in self.items(data, "models")]
         self.duplicates(data, [m.name for m in models if m], "model")
+        defined = {m.name for m in models if m}
+        for node, fallbacks in self.fallback_refs:
+            for name in set(fallbacks) - defined:
+                self.fail(node, f"fallback model '{name}' is not defined in this file")
         if self.errors:
             raise ConfigError(self.errors)
         return ConfigSpec([p for p in providers if p], [m for m in models if m])
@@ -176,7 +185,16 @@ class _Validator:
         if not isinstance(node, dict):
             self.fail(node, "each model must be a mapping")
             return None
-        allowed = {"name", "mode", "context_window", "price", "deployments"}
+        allowed = {
+            "name",
+            "mode",
+            "context_window",
+            "price",
+            "deployments",
+            "retries",
+            "fallbacks",
+            "fallback_on",
+        }
         self.unknown(node, allowed, "model")
         name = self.text(node, "name")
         if name and not NAME.match(name):
@@ -193,7 +211,29 @@ class _Validator:
         if not deployments:
             self.fail(node, f"model '{name}' needs at least one deployment")
         price = self.price(node.get("price"), node) if node.get("price") is not None else None
-        return ModelSpec(name, mode, window, price, [d for d in deployments if d])
+        spec = ModelSpec(name, mode, window, price, [d for d in deployments if d])
+        self.resilience(node, spec)
+        return spec
+
+    def resilience(self, node: dict, spec: ModelSpec) -> None:
+        retries = node.get("retries", 0)
+        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+            self.fail(node, "'retries' must be an integer from 0 to 10")
+        else:
+            spec.retries = retries
+        fallbacks = node.get("fallbacks") or []
+        if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+            self.fail(node, "'fallbacks' must be a list of model names")
+        elif spec.name in fallbacks:
+            self.fail(node, f"model '{spec.name}' can't fall back to itself")
+        else:
+            spec.fallbacks = fallbacks
+            self.fallback_refs.append((node, fallbacks))
+        reasons = node.get("fallback_on") or []
+        if not isinstance(reasons, list) or set(reasons) - set(FALLBACK_REASONS):
+            self.fail(node, f"'fallback_on' must list some of: {', '.join(FALLBACK_REASONS)}")
+        else:
+            spec.fallback_on = reasons
 
     def deployment(self, node: Any, providers: set[str]) -> tuple[str, str, int] | None:
         if not isinstance(node, dict):
@@ -296,6 +336,9 @@ def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyR
     values = {
         "mode": spec.mode,
         "context_window": spec.context_window,
+        "retries": spec.retries,
+        "fallbacks": spec.fallbacks,
+        "fallback_on": spec.fallback_on,
         "enabled": True,
         "from_config": True,
     }

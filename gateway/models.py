@@ -25,6 +25,10 @@ class LanguageModel(models.Model):
     name = models.CharField(max_length=200, unique=True)
     mode = models.CharField(max_length=16, default="chat")  # chat | embedding
     context_window = models.IntegerField(null=True)
+    # Resilience: further attempts after a retryable failure, then these models in order.
+    retries = models.PositiveSmallIntegerField(default=0)
+    fallbacks = models.JSONField(default=list, blank=True)
+    fallback_on = models.JSONField(default=list, blank=True)  # exhausted, context_length, ...
     enabled = models.BooleanField(default=True)
     from_config = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from billing.pricing import cost_of
+from billing.pricing import PriceEntry, cost_of
 from gateway import auth, catalog, router, tokens
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError, invalid
@@ -62,6 +62,7 @@ def _route_headers(record: UsageRecord) -> list[tuple[bytes, bytes]]:
     headers = [
         (b"x-waystation-provider", record.provider.encode()),
         (b"x-waystation-model", record.upstream_model.encode()),
+        (b"x-waystation-attempts", str(len(record.attempts)).encode()),
     ]
     if record.cost is not None:
         headers.append((b"x-waystation-cost", f"{record.cost:f}".encode()))
@@ -76,7 +77,7 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     record.public_model, record.stream = req.model, req.stream
     entry = await catalog.resolve(req.model, principal.may_use(req.model))
     if req.stream:
-        opened = await router.open_stream(entry, req)
+        opened = await router.open_stream(entry, req, record.attempts)
         _attribute(record, opened.target)
         relay = codec.passthrough(opened.adapter, req, record.request_id, req.model)
         if relay is None:
@@ -84,11 +85,11 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
             relay = TranslatingRelay(
                 parser, codec.new_stream_encoder(req, record.request_id, req.model)
             )
-        stream = _relay(opened, relay, req, entry, record)
+        stream = _relay(opened, relay, req, record)
         return Reply(200, _route_headers(record), stream=stream, content_type=b"text/event-stream")
-    resp, target = await router.complete(entry, req)
+    resp, target = await router.complete(entry, req, record.attempts)
     _attribute(record, target, resp.model)
-    _account(record, entry, req, resp.usage, _response_text(resp))
+    _account(record, target.price, req, resp.usage, _response_text(resp))
     body = orjson.dumps(codec.render_response(resp, req.model))
     return Reply(200, _route_headers(record), body)
 
@@ -102,7 +103,7 @@ def _response_text(resp: ChatResponse) -> str:
 
 
 def _account(
-    record: UsageRecord, entry: ModelEntry, req: ChatRequest, usage: Usage, output_text: str
+    record: UsageRecord, price: PriceEntry | None, req: ChatRequest, usage: Usage, output_text: str
 ) -> None:
     """Record tokens and cost; count them ourselves where the upstream reported none."""
     estimated = False
@@ -118,14 +119,13 @@ def _account(
             cached_input_tokens=usage.cached_input_tokens,
         )
     record.set_usage(usage, estimated)
-    record.cost = cost_of(usage, entry.price)
+    record.cost = cost_of(usage, price)
 
 
 async def _relay(
     opened: router.OpenStream,
     relay: StreamRelay,
     req: ChatRequest,
-    entry: ModelEntry,
     record: UsageRecord,
 ) -> AsyncIterator[bytes]:
     failure: GatewayError | None = None
@@ -144,7 +144,7 @@ async def _relay(
         opened.response.abort()
         raise
     finally:
-        _account(record, entry, req, relay.usage, relay.produced_text())
+        _account(record, opened.target.price, req, relay.usage, relay.produced_text())
     if failure is not None:
         record.status, record.error_type = failure.status, failure.kind
         opened.response.abort()
@@ -163,14 +163,14 @@ async def embeddings(call: Call) -> Reply:
     req = parsed.request
     record.public_model = req.model
     entry = await catalog.resolve(req.model, principal.may_use(req.model), mode="embedding")
-    resp, target = await router.embed(entry, req)
+    resp, target = await router.embed(entry, req, record.attempts)
     _attribute(record, target, resp.model)
     usage = resp.usage
     if usage.input_tokens is None:
         counted = sum(tokens.count_text_tokens(text) for text in req.inputs)
         usage = Usage(input_tokens=counted, output_tokens=0)
     record.set_usage(Usage(usage.input_tokens, 0), estimated=resp.usage.input_tokens is None)
-    record.cost = cost_of(Usage(usage.input_tokens, 0), entry.price)
+    record.cost = cost_of(Usage(usage.input_tokens, 0), target.price)
     body = orjson.dumps(openai_embeddings.render_response(resp, parsed, usage))
     return Reply(200, _route_headers(record), body)
 

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -47,6 +47,7 @@ class UsageRecord:
     ttft_ms: float | None = None
     status: int = 200
     error_type: str = ""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
     emitted: bool = False
 
     @classmethod
