@@ -32,6 +32,11 @@ class Target:
     weight: int
     price: PriceEntry | None = None  # its model's, so a fallback is billed at its own price
 
+    @property
+    def deployment(self) -> str:
+        """The breaker's name for it: shared by every model routed to the same upstream."""
+        return f"{self.provider}/{self.credentials.upstream_model}"
+
 
 @dataclass(frozen=True, slots=True)
 class ModelEntry:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway import catalog, upstream
+from gateway.breaker import breakers
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError
 from gateway.providers import ProviderKind, provider_kind
@@ -111,15 +112,25 @@ async def _first_success(entry: ModelEntry, attempt: Attempt[T], attempts: list[
             await asyncio.sleep(pause)
         target = order[n % len(order)]
         started = time.perf_counter()
+        health = breakers()
+        if not await health.allows(target.deployment):
+            _log(attempts, entry, target, "breaker_open", started)
+            last = last or GatewayError(
+                "overloaded", f"Every deployment of '{entry.name}' is cooling down.", retryable=True
+            )
+            continue
         try:
             result = await attempt(target, provider_kind(target.kind))
-            _log(attempts, entry, target, "ok", started)
-            return result
         except GatewayError as err:
             _log(attempts, entry, target, err.kind, started)
             if not err.retryable:
                 raise
+            await health.record(target.deployment, ok=False)
             last = err
+            continue
+        _log(attempts, entry, target, "ok", started)
+        await health.record(target.deployment, ok=True)
+        return result
     assert last is not None
     raise last
 

@@ -85,16 +85,18 @@ def gateway(gateway_server, transactional_db):
     """The running gateway, with per-process caches emptied for this test's data."""
     from django.conf import settings
 
-    from gateway import auth, catalog, usage
+    from gateway import auth, breaker, catalog, usage
 
     catalog.invalidate()
     auth._cache.clear()
+    breaker._breakers = None  # fresh breakers: a test's failures must not open the next's
     # Events of earlier tests must not land in this test's database.
     gateway_server.call(usage.flush())
     if settings.DISTRIBUTED:
         import redis
 
-        redis.Redis.from_url(settings.REDIS_URL).delete(settings.USAGE_STREAM_KEY)
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        client.delete(settings.USAGE_STREAM_KEY, *client.keys("waystation:breakers:*"))
     return gateway_server
 
 
