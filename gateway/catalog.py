@@ -47,6 +47,7 @@ class ModelEntry:
     price: PriceEntry | None
     created: int
     products: tuple[str, ...] = ()
+    strategy: str = "weighted"
     retries: int = 0
     fallbacks: tuple[str, ...] = ()
     fallback_on: frozenset[str] = (
@@ -157,6 +158,7 @@ def load() -> Catalog:
             price=prices.get(m.name),
             created=int(m.created_at.timestamp()),
             products=tuple(sorted(products.get(m.pk, ()))),
+            strategy=m.strategy,
             retries=m.retries,
             fallbacks=tuple(m.fallbacks or ()),
             fallback_on=frozenset(m.fallback_on or FALLBACK_REASONS),

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.models import Price
 from gateway import secrets
+from gateway.balance import STRATEGIES
 from gateway.catalog import FALLBACK_REASONS
 from gateway.models import Deployment, LanguageModel, Provider
 from gateway.providers import KINDS
@@ -69,6 +70,7 @@ class ModelSpec:
     context_window: int | None
     price: dict[str, Decimal] | None
     deployments: list[tuple[str, str, int]]
+    strategy: str = "weighted"
     retries: int = 0
     fallbacks: list[str] = field(default_factory=list)
     fallback_on: list[str] = field(default_factory=list)
@@ -192,6 +194,7 @@ class _Validator:
             "price",
             "deployments",
             "retries",
+            "strategy",
             "fallbacks",
             "fallback_on",
         }
@@ -216,6 +219,11 @@ class _Validator:
         return spec
 
     def resilience(self, node: dict, spec: ModelSpec) -> None:
+        strategy = node.get("strategy", "weighted")
+        if strategy not in STRATEGIES:
+            self.fail(node, f"'strategy' must be one of {', '.join(STRATEGIES)}")
+        else:
+            spec.strategy = strategy
         retries = node.get("retries", 0)
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
             self.fail(node, "'retries' must be an integer from 0 to 10")
@@ -336,6 +344,7 @@ def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyR
     values = {
         "mode": spec.mode,
         "context_window": spec.context_window,
+        "strategy": spec.strategy,
         "retries": spec.retries,
         "fallbacks": spec.fallbacks,
         "fallback_on": spec.fallback_on,

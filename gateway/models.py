@@ -26,6 +26,7 @@ class LanguageModel(models.Model):
     mode = models.CharField(max_length=16, default="chat")  # chat | embedding
     context_window = models.IntegerField(null=True)
     # Resilience: further attempts after a retryable failure, then these models in order.
+    strategy = models.CharField(max_length=32, default="weighted")  # gateway.balance.STRATEGIES
     retries = models.PositiveSmallIntegerField(default=0)
     fallbacks = models.JSONField(default=list, blank=True)
     fallback_on = models.JSONField(default=list, blank=True)  # exhausted, context_length, ...

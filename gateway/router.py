@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gateway import catalog, upstream
+from gateway import balance, catalog, upstream
 from gateway.breaker import breakers
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError
@@ -37,14 +37,6 @@ class OpenStream:
     target: Target
     adapter: Adapter
     response: upstream.UpstreamResponse
-
-
-def attempt_order(targets: tuple[Target, ...]) -> list[Target]:
-    """Weighted random order without replacement (Efraimidis–Spirakis keys)."""
-    if len(targets) == 1:
-        return list(targets)
-    keyed = [(random.random() ** (1.0 / max(t.weight, 1)), t) for t in targets]
-    return [t for _, t in sorted(keyed, key=lambda pair: pair[0], reverse=True)]
 
 
 Attempt = Callable[[Target, ProviderKind], Awaitable[T]]
@@ -101,7 +93,7 @@ async def _next_fallback(entry: ModelEntry, tried: list[ModelEntry], reason: str
 
 
 async def _first_success(entry: ModelEntry, attempt: Attempt[T], attempts: list[dict]) -> T:
-    order = attempt_order(entry.targets)
+    order = balance.order(entry.name, entry.strategy, entry.targets)
     last: GatewayError | None = None
     # Each deployment once (failover needs no pause), then `retries` more rounds with backoff.
     for n in range(max(len(order), entry.retries + 1)):
@@ -119,15 +111,18 @@ async def _first_success(entry: ModelEntry, attempt: Attempt[T], attempts: list[
                 "overloaded", f"Every deployment of '{entry.name}' is cooling down.", retryable=True
             )
             continue
+        balance.started(target.deployment)
         try:
             result = await attempt(target, provider_kind(target.kind))
         except GatewayError as err:
+            balance.finished(target.deployment, None)
             _log(attempts, entry, target, err.kind, started)
             if not err.retryable:
                 raise
             await health.record(target.deployment, ok=False)
             last = err
             continue
+        balance.finished(target.deployment, (time.perf_counter() - started) * 1000)
         _log(attempts, entry, target, "ok", started)
         await health.record(target.deployment, ok=True)
         return result

@@ -148,3 +148,27 @@ def test_create_api_key_prints_the_key_last():
 
     stored = ApiKey.objects.get(secret_hash=hash_secret(key))
     assert stored.tenant.slug == "newco" and stored.allowed_models == ["a", "b"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ("strategy: fastest", "'strategy' must be one of"),
+        ("fallbacks: [ghost]", "fallback model 'ghost' is not defined"),
+        ("fallbacks: [m]", "can't fall back to itself"),
+        ("fallback_on: [bad_luck]", "'fallback_on' must list"),
+        ("retries: 99", "'retries' must be an integer from 0 to 10"),
+    ],
+)
+def test_routing_fields_are_validated(tmp_path, fields, reason):
+    text = f"""
+providers:
+  - {{name: p, kind: openai, base_url: "http://127.0.0.1:1/v1"}}
+models:
+  - name: m
+    {fields}
+    deployments: [{{provider: p, model: x}}]
+"""
+    with pytest.raises(CommandError, match=reason):
+        apply(tmp_path, text)
