@@ -161,3 +161,66 @@ def breakers() -> Breakers:
         store = RedisStore(settings.REDIS_URL) if settings.DISTRIBUTED else MemoryStore()
         _breakers = Breakers(store)
     return _breakers
+
+
+# --- the operator's view (sync: called from portal pages) ----------------------------
+
+DRAIN_SECONDS = 10 * 365 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str  # closed | open | half-open | drained
+    open_until: float | None
+    recent_failures: int
+
+
+def health_report(deployments: list[str]) -> dict[str, Health]:
+    now = time.time()
+    if settings.DISTRIBUTED:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        opened = {k.decode(): float(v) for k, v in client.hgetall(OPEN_KEY).items()}
+        window = now - policy().window
+        failures = {
+            d: client.zcount(f"waystation:breakers:fails:{d}", window, now) for d in deployments
+        }
+    else:
+        store = breakers().store
+        opened = dict(store.open)
+        failures = {
+            d: len([t for t in store.failures.get(d, []) if t > now - policy().window])
+            for d in deployments
+        }
+    return {d: _health(opened.get(d), failures.get(d, 0), now) for d in deployments}
+
+
+def _health(until: float | None, failures: int, now: float) -> Health:
+    if until is None:
+        return Health("closed", None, failures)
+    if until - now > DRAIN_SECONDS / 2:
+        return Health("drained", None, failures)
+    return Health("open" if until > now else "half-open", until, failures)
+
+
+def set_drained(dep: str, drained: bool) -> None:
+    """Take a deployment out of rotation by hand (an open breaker that doesn't cool down)."""
+    if settings.DISTRIBUTED:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        if drained:
+            client.hset(OPEN_KEY, dep, time.time() + DRAIN_SECONDS)
+        else:
+            client.hdel(OPEN_KEY, dep)
+            client.delete(f"waystation:breakers:fails:{dep}", f"waystation:breakers:probe:{dep}")
+        return
+    store = breakers().store
+    if drained:
+        store.open[dep] = time.time() + DRAIN_SECONDS
+    else:
+        store.open.pop(dep, None)
+        store.failures.pop(dep, None)
+        store.probes.pop(dep, None)
+    breakers().open = dict(store.open)

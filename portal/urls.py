@@ -2,11 +2,13 @@
 
 from django.urls import path
 
-from portal.views import applications, catalog, tenants, tokens
+from portal.views import applications, catalog, operator, tenants, tokens
 
 app_name = "portal"
 urlpatterns = [
     path("", tenants.dashboard, name="dashboard"),
+    path("operator/routing/", operator.routing, name="routing"),
+    path("operator/routing/<int:deployment_id>/", operator.routing_drain, name="routing_drain"),
     path("tenants/new/", tenants.tenant_create, name="tenant_create"),
     path("tenants/switch/", tenants.tenant_switch, name="tenant_switch"),
     path("t/<slug:slug>/applications/", applications.applications, name="applications"),
