@@ -58,6 +58,30 @@ def backoff_seconds(attempt: int, retry_after: float | None) -> float | None:
     return max(delay, retry_after or 0.0)
 
 
+class RetryBudget:
+    """Retries may add at most `ratio` of the traffic (plus a small floor per second), so that
+    during an outage retries can't multiply the load on a struggling provider. Per process.
+    """
+
+    def __init__(self, ratio: float = 0.2, floor_per_second: float = 5.0, cap: float = 100.0):
+        self.ratio, self.floor, self.cap = ratio, floor_per_second, cap
+        self.tokens, self._at = cap, time.monotonic()
+
+    def deposit(self) -> None:
+        now = time.monotonic()
+        refill = (now - self._at) * self.floor + self.ratio
+        self.tokens, self._at = min(self.cap, self.tokens + refill), now
+
+    def withdraw(self) -> bool:
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+retry_budget = RetryBudget()
+
+
 def fallback_reason(err: GatewayError) -> str | None:
     if err.kind == "context_length_exceeded":
         return "context_length"
@@ -96,10 +120,11 @@ async def _first_success(entry: ModelEntry, attempt: Attempt[T], attempts: list[
     order = balance.order(entry.name, entry.strategy, entry.targets)
     last: GatewayError | None = None
     # Each deployment once (failover needs no pause), then `retries` more rounds with backoff.
+    retry_budget.deposit()
     for n in range(max(len(order), entry.retries + 1)):
         if last is not None and n >= len(order):
             pause = backoff_seconds(n - len(order), last.retry_after)
-            if pause is None:
+            if pause is None or not retry_budget.withdraw():
                 break
             await asyncio.sleep(pause)
         target = order[n % len(order)]

@@ -129,3 +129,13 @@ def _text(parsed, stream):
 
 def _kind(status):
     return {500: "upstream_error", 503: "overloaded", 429: "rate_limit"}[status]
+
+
+def test_the_retry_budget_stops_retries_from_multiplying_load():
+    from gateway.router import RetryBudget
+
+    budget = RetryBudget(ratio=0.2, floor_per_second=0.0, cap=3.0)
+    assert [budget.withdraw() for _ in range(4)] == [True, True, True, False]
+    for _ in range(5):  # five requests earn one retry
+        budget.deposit()
+    assert budget.withdraw() and not budget.withdraw()
