@@ -13,8 +13,9 @@ import pytest
 pytest_plugins = ["tests.fakes.fixtures"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_usage_stream():
+@pytest.fixture(scope="session")
+def isolated_usage_stream():
+    """A usage stream of this run's own, so runs and other users of the Redis db don't mix."""
     from django.conf import settings
 
     settings.USAGE_STREAM_KEY = f"waystation:usage:test:{uuid.uuid4().hex[:8]}"
@@ -59,7 +60,7 @@ class GatewayServer:
 
 
 @pytest.fixture(scope="session")
-def gateway_server(django_db_setup, django_db_blocker):
+def gateway_server(django_db_setup, django_db_blocker, isolated_usage_stream):
     server = GatewayServer()
     yield server
     server.stop()

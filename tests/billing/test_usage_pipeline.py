@@ -16,7 +16,10 @@ from billing import usage_stream
 from billing.models import UsageEvent
 from tests.gateway.helpers import DEMO, apply_yaml, new_key
 
-pytestmark = pytest.mark.skipif(not settings.DISTRIBUTED, reason="needs REDIS_URL")
+pytestmark = [
+    pytest.mark.skipif(not settings.DISTRIBUTED, reason="needs REDIS_URL"),
+    pytest.mark.usefixtures("isolated_usage_stream"),
+]
 
 
 def row(request_id):

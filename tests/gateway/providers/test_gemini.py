@@ -33,13 +33,6 @@ CREDS = Credentials(base_url=BASE + "/", api_key="AIza-secret", upstream_model="
 ADAPTER = GeminiAdapter()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_usage_stream():
-    """Overrides the suite-wide Django setup of tests/conftest.py: this module is pure
-    translation and runs without Django (`-p no:django`)."""
-    yield
-
-
 def user(text: str) -> Message:
     return Message(role="user", content=(TextPart(text),))
 
