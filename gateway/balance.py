@@ -71,12 +71,14 @@ def started(dep: str) -> None:
     in_flight[dep] += 1
 
 
-def finished(dep: str, first_byte_ms: float | None) -> None:
+def finished(dep: str) -> None:
     in_flight[dep] = max(0, in_flight[dep] - 1)
-    if first_byte_ms is not None:
-        previous = latency_ms.get(dep)
-        latency_ms[dep] = (
-            first_byte_ms
-            if previous is None
-            else previous + LATENCY_SMOOTHING * (first_byte_ms - previous)
-        )
+
+
+def observe_latency(dep: str, first_byte_ms: float) -> None:
+    previous = latency_ms.get(dep)
+    latency_ms[dep] = (
+        first_byte_ms
+        if previous is None
+        else previous + LATENCY_SMOOTHING * (first_byte_ms - previous)
+    )

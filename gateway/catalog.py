@@ -20,6 +20,28 @@ from gateway.schemas import Credentials
 from gateway.secrets import resolve_api_key
 
 FALLBACK_REASONS = ("exhausted", "context_length", "content_policy")
+TIMEOUT_FIELDS = ("connect", "first_token", "idle", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `first_token` and `idle` bound a stream: until its first chunk, between chunks."""
+
+    connect: float
+    first_token: float
+    idle: float
+    total: float
+
+    @classmethod
+    def for_deployment(cls, overrides: dict[str, float] | None) -> Timeouts:
+        values = {
+            "connect": settings.GATEWAY_CONNECT_TIMEOUT,
+            "first_token": settings.GATEWAY_FIRST_TOKEN_TIMEOUT,
+            "idle": settings.GATEWAY_READ_TIMEOUT,
+            "total": settings.GATEWAY_TOTAL_TIMEOUT,
+        }
+        values.update({k: float(v) for k, v in (overrides or {}).items() if k in TIMEOUT_FIELDS})
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +53,7 @@ class Target:
     credentials: Credentials
     weight: int
     price: PriceEntry | None = None  # its model's, so a fallback is billed at its own price
+    timeouts: Timeouts | None = None
 
     @property
     def deployment(self) -> str:
@@ -46,13 +69,11 @@ class ModelEntry:
     targets: tuple[Target, ...]
     price: PriceEntry | None
     created: int
-    products: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()  # public products offering it, named in "subscribe" errors
     strategy: str = "weighted"
     retries: int = 0
     fallbacks: tuple[str, ...] = ()
-    fallback_on: frozenset[str] = (
-        frozenset()
-    )  # public products offering it, named in "subscribe" errors
+    fallback_on: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +165,15 @@ def load() -> Catalog:
             options=provider.options or {},
         )
         targets.setdefault(dep.model_id, []).append(
-            Target(provider.name, provider.kind, creds, dep.weight, prices.get(dep.model.name))
+            Target(
+                provider.name,
+                provider.kind,
+                creds,
+                dep.weight,
+                # A deployment's own price ("provider/upstream_model") over its model's.
+                prices.get(f"{provider.name}/{dep.upstream_model}", prices.get(dep.model.name)),
+                Timeouts.for_deployment(dep.timeouts),
+            )
         )
     products: dict[int, list[str]] = {}
     for model_id, product in _public_products():

@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing.models import Price
 from gateway import secrets
 from gateway.balance import STRATEGIES
-from gateway.catalog import FALLBACK_REASONS
+from gateway.catalog import FALLBACK_REASONS, TIMEOUT_FIELDS
 from gateway.models import Deployment, LanguageModel, Provider
 from gateway.providers import KINDS
 
@@ -64,12 +64,25 @@ class ProviderSpec:
 
 
 @dataclass
+class DeploymentSpec:
+    provider: str
+    model: str
+    weight: int = 1
+    timeouts: dict[str, float] = field(default_factory=dict)
+    price: dict[str, Decimal] | None = None  # this deployment's own, else its model's
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass
 class ModelSpec:
     name: str
     mode: str
     context_window: int | None
     price: dict[str, Decimal] | None
-    deployments: list[tuple[str, str, int]]
+    deployments: list[DeploymentSpec]
     strategy: str = "weighted"
     retries: int = 0
     fallbacks: list[str] = field(default_factory=list)
@@ -197,6 +210,7 @@ class _Validator:
             "strategy",
             "fallbacks",
             "fallback_on",
+            "timeouts",
         }
         self.unknown(node, allowed, "model")
         name = self.text(node, "name")
@@ -210,7 +224,10 @@ class _Validator:
             not isinstance(window, int) or isinstance(window, bool) or window < 1
         ):
             self.fail(node, "'context_window' must be a positive integer")
-        deployments = [self.deployment(d, providers) for d in self.items(node, "deployments")]
+        defaults = self.timeouts(node)
+        deployments = [
+            self.deployment(d, providers, defaults) for d in self.items(node, "deployments")
+        ]
         if not deployments:
             self.fail(node, f"model '{name}' needs at least one deployment")
         price = self.price(node.get("price"), node) if node.get("price") is not None else None
@@ -243,11 +260,33 @@ class _Validator:
         else:
             spec.fallback_on = reasons
 
-    def deployment(self, node: Any, providers: set[str]) -> tuple[str, str, int] | None:
+    def timeouts(self, node: dict) -> dict[str, float]:
+        """Seconds for connect, first_token, idle and total; the gateway's defaults fill gaps."""
+        value = node.get("timeouts")
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(node, "'timeouts' must be a mapping")
+            return {}
+        self.unknown(value, set(TIMEOUT_FIELDS), "timeouts")
+        out = {}
+        for key in TIMEOUT_FIELDS:
+            seconds = value.get(key)
+            if seconds is None:
+                continue
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+                self.fail(value, f"timeout '{key}' must be a number of seconds > 0")
+            else:
+                out[key] = float(seconds)
+        return out
+
+    def deployment(
+        self, node: Any, providers: set[str], default_timeouts: dict[str, float]
+    ) -> DeploymentSpec | None:
         if not isinstance(node, dict):
             self.fail(node, "each deployment must be a mapping")
             return None
-        self.unknown(node, {"provider", "model", "weight"}, "deployment")
+        self.unknown(node, {"provider", "model", "weight", "timeouts", "price"}, "deployment")
         provider, model = self.text(node, "provider"), self.text(node, "model")
         if provider and provider not in providers:
             self.fail(
@@ -257,7 +296,10 @@ class _Validator:
         if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
             self.fail(node, "'weight' must be a positive integer")
             weight = 1
-        return (provider, model, weight)
+        price = self.price(node["price"], node) if node.get("price") is not None else None
+        return DeploymentSpec(
+            provider, model, weight, default_timeouts | self.timeouts(node), price
+        )
 
     def price(self, node: Any, parent: Any) -> dict[str, Decimal] | None:
         if not isinstance(node, dict):
@@ -355,18 +397,19 @@ def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyR
     if what:
         report.changes.append(f"{what} model {spec.name}")
     keep = []
-    for provider_name, upstream_model, weight in spec.deployments:
+    for dep_spec in spec.deployments:
         lookup = {
             "model": model,
-            "provider": providers[provider_name],
-            "upstream_model": upstream_model,
+            "provider": providers[dep_spec.provider],
+            "upstream_model": dep_spec.model,
         }
-        dep, what = _upsert(Deployment, lookup, {"weight": weight, "enabled": True})
+        values = {"weight": dep_spec.weight, "timeouts": dep_spec.timeouts, "enabled": True}
+        dep, what = _upsert(Deployment, lookup, values)
         keep.append(dep.pk)
         if what:
-            report.changes.append(
-                f"{what} deployment {spec.name} -> {provider_name}/{upstream_model}"
-            )
+            report.changes.append(f"{what} deployment {spec.name} -> {dep_spec.name}")
+        if dep_spec.price is not None:
+            _apply_price(dep_spec.name, dep_spec.price, report)
     stale = model.deployments.filter(enabled=True).exclude(pk__in=keep)
     if stale.exists():
         report.changes.append(f"disabled {stale.count()} deployment(s) of {spec.name}")

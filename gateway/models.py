@@ -43,6 +43,7 @@ class Deployment(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="deployments")
     upstream_model = models.CharField(max_length=200)
     weight = models.PositiveIntegerField(default=1)
+    timeouts = models.JSONField(default=dict, blank=True)  # seconds: gateway.catalog.Timeouts
     enabled = models.BooleanField(default=True)
 
     class Meta:

@@ -130,7 +130,7 @@ async def _relay(
 ) -> AsyncIterator[bytes]:
     failure: GatewayError | None = None
     try:
-        async for chunk in opened.response.chunks:
+        async for chunk in opened.chunks():
             data = relay.feed(chunk)
             if relay.first_token_seen:
                 record.mark_first_token()
@@ -144,10 +144,11 @@ async def _relay(
         opened.response.abort()
         raise
     finally:
+        opened.release()
         _account(record, opened.target.price, req, relay.usage, relay.produced_text())
     if failure is not None:
         record.status, record.error_type = failure.status, failure.kind
-        opened.response.abort()
+        await opened.failed()
         emit_usage(record)
         yield relay.error(failure)
         return

@@ -1,7 +1,8 @@
-"""Which deployment answers: weighted random order, retries with backoff, then fallbacks.
+"""Which deployment answers: the model's balance order, retries with backoff, then fallbacks.
 
-A stream is committed to a deployment once its upstream answered 200; failures after that
-are the stream's own (see pipeline).
+A stream is committed to a deployment once its first chunk arrived, so that a deployment that
+fails, stalls or breaks before it has sent anything is left for the next one while the client
+has seen nothing; failures after that are the stream's own (see pipeline).
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from gateway import balance, catalog, upstream
 from gateway.breaker import breakers
-from gateway.catalog import ModelEntry, Target
+from gateway.catalog import ModelEntry, Target, Timeouts
 from gateway.errors import GatewayError
 from gateway.providers import ProviderKind, provider_kind
 from gateway.providers.base import Adapter
@@ -32,11 +33,31 @@ T = TypeVar("T")
 
 @dataclass
 class OpenStream:
-    """An upstream stream that answered 200; its body is still to be read."""
+    """An upstream stream that answered 200 and sent its first chunk; the rest is to be read.
+
+    It counts as in flight on its deployment (for least-busy balancing) until `release`.
+    """
 
     target: Target
     adapter: Adapter
     response: upstream.UpstreamResponse
+    first_chunk: bytes
+    released: bool = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self.first_chunk
+        async for chunk in self.response.chunks:
+            yield chunk
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            balance.finished(self.target.deployment)
+
+    async def failed(self) -> None:
+        """The stream broke after it was committed: that counts against the deployment too."""
+        self.response.abort()
+        await breakers().record(self.target.deployment, ok=False)
 
 
 Attempt = Callable[[Target, ProviderKind], Awaitable[T]]
@@ -140,14 +161,19 @@ async def _first_success(entry: ModelEntry, attempt: Attempt[T], attempts: list[
         try:
             result = await attempt(target, provider_kind(target.kind))
         except GatewayError as err:
-            balance.finished(target.deployment, None)
+            balance.finished(target.deployment)
             _log(attempts, entry, target, err.kind, started)
             if not err.retryable:
                 raise
             await health.record(target.deployment, ok=False)
             last = err
             continue
-        balance.finished(target.deployment, (time.perf_counter() - started) * 1000)
+        except BaseException:
+            balance.finished(target.deployment)
+            raise
+        balance.observe_latency(target.deployment, (time.perf_counter() - started) * 1000)
+        if not isinstance(result, OpenStream):
+            balance.finished(target.deployment)
         _log(attempts, entry, target, "ok", started)
         await health.record(target.deployment, ok=True)
         return result
@@ -167,12 +193,22 @@ def _log(attempts: list[dict], entry: ModelEntry, target: Target, outcome: str, 
     )
 
 
-async def _read_ok(target: Target, kind: ProviderKind, up: UpstreamRequest) -> bytes:
-    resp = await upstream.send(target.provider, kind, up)
-    body = await resp.read()
+async def _read_ok(
+    target: Target, kind: ProviderKind, up: UpstreamRequest, parse: Callable[[bytes], T]
+) -> T:
+    resp = await upstream.send(target.provider, kind, up, _timeouts(target))
+    try:
+        body = await resp.read()
+    except GatewayError as err:
+        err.retryable = True  # the body broke off: the client has seen none of it
+        raise
     if resp.status != 200:
         raise kind.adapter.parse_error(resp.status, resp.headers, body)
-    return body
+    try:
+        return parse(body)
+    except GatewayError as err:
+        err.retryable = err.kind == "upstream_error"  # a garbled answer; another may be whole
+        raise
 
 
 async def complete(
@@ -180,8 +216,7 @@ async def complete(
 ) -> tuple[ChatResponse, Target]:
     async def attempt(target: Target, kind: ProviderKind) -> tuple[ChatResponse, Target]:
         up = kind.adapter.build_chat_request(req, target.credentials)
-        body = await _read_ok(target, kind, up)
-        return kind.adapter.parse_chat_response(body), target
+        return await _read_ok(target, kind, up, kind.adapter.parse_chat_response), target
 
     return await _serve(entry, attempt, attempts)
 
@@ -191,8 +226,7 @@ async def embed(
 ) -> tuple[EmbeddingResponse, Target]:
     async def attempt(target: Target, kind: ProviderKind) -> tuple[EmbeddingResponse, Target]:
         up = kind.adapter.build_embedding_request(req, target.credentials)
-        body = await _read_ok(target, kind, up)
-        return kind.adapter.parse_embedding_response(body), target
+        return await _read_ok(target, kind, up, kind.adapter.parse_embedding_response), target
 
     return await _serve(entry, attempt, attempts)
 
@@ -200,10 +234,45 @@ async def embed(
 async def open_stream(entry: ModelEntry, req: ChatRequest, attempts: list[dict]) -> OpenStream:
     async def attempt(target: Target, kind: ProviderKind) -> OpenStream:
         up = kind.adapter.build_chat_request(req, target.credentials)
-        resp = await upstream.send(target.provider, kind, up)
-        if resp.status != 200:
-            body = await resp.read()
-            raise kind.adapter.parse_error(resp.status, resp.headers, body)
-        return OpenStream(target, kind.adapter, resp)
+        timeouts = _timeouts(target)
+        resp: upstream.UpstreamResponse | None = None
+        try:
+            async with asyncio.timeout(timeouts.first_token):
+                resp = await upstream.send(target.provider, kind, up, timeouts, stream=True)
+                if resp.status != 200:
+                    body = await resp.read()
+                    raise kind.adapter.parse_error(resp.status, resp.headers, body)
+                first = await anext(aiter(resp.chunks), b"")
+        except TimeoutError:
+            _abort(resp)
+            raise GatewayError(
+                "upstream_timeout",
+                f"{target.provider} sent no first token within {timeouts.first_token:g} s.",
+                retryable=True,
+            ) from None
+        except GatewayError as err:
+            _abort(resp)
+            if resp is None or resp.status != 200 or err.retryable:
+                raise
+            # The stream broke before it sent anything: nothing has reached the client yet.
+            err.retryable = True
+            raise
+        if not first:
+            resp.abort()
+            raise GatewayError(
+                "upstream_error",
+                f"{target.provider} answered with an empty stream.",
+                retryable=True,
+            )
+        return OpenStream(target, kind.adapter, resp, first)
 
     return await _serve(entry, attempt, attempts)
+
+
+def _abort(resp: upstream.UpstreamResponse | None) -> None:
+    if resp is not None:
+        resp.abort()
+
+
+def _timeouts(target: Target) -> Timeouts:
+    return target.timeouts or Timeouts.for_deployment(None)

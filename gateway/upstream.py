@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
-from django.conf import settings
 
+from gateway.catalog import Timeouts
 from gateway.errors import GatewayError
 from gateway.providers import ProviderKind
 from gateway.schemas import UpstreamRequest
@@ -39,14 +41,8 @@ def _session(provider: str) -> aiohttp.ClientSession:
     key = (id(asyncio.get_running_loop()), provider)
     session = _sessions.get(key)
     if session is None or session.closed:
-        timeout = aiohttp.ClientTimeout(
-            total=settings.GATEWAY_TOTAL_TIMEOUT,
-            connect=settings.GATEWAY_CONNECT_TIMEOUT,
-            sock_read=settings.GATEWAY_READ_TIMEOUT,
-        )
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
         session = aiohttp.ClientSession(
-            timeout=timeout,
             connector=connector,
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
@@ -55,14 +51,31 @@ def _session(provider: str) -> aiohttp.ClientSession:
     return session
 
 
-async def send(provider: str, kind: ProviderKind, req: UpstreamRequest) -> UpstreamResponse:
+@lru_cache(maxsize=256)
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    # No sock_read: a long non-streamed completion may be silent until it is done, and a
+    # stream's silences are bounded by first_token (router) and idle (the watchdog below).
+    return aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
+
+
+async def send(
+    provider: str,
+    kind: ProviderKind,
+    req: UpstreamRequest,
+    timeouts: Timeouts,
+    stream: bool = False,
+) -> UpstreamResponse:
     """Send a request; the body is streamed by `chunks`. Connection failures are retryable."""
     if kind.local_server is not None:
         status, chunks = await kind.local_server(req)
         return UpstreamResponse(status, {}, chunks)
     try:
         resp = await _session(provider).request(
-            req.method, req.url, headers=req.headers, data=req.body
+            req.method,
+            req.url,
+            headers=req.headers,
+            data=req.body,
+            timeout=_client_timeout(timeouts),
         )
     except TimeoutError as exc:
         raise GatewayError(
@@ -74,19 +87,62 @@ async def send(provider: str, kind: ProviderKind, req: UpstreamRequest) -> Upstr
             f"Could not reach {provider}: {exc.__class__.__name__}.",
             retryable=True,
         ) from exc
-    return UpstreamResponse(resp.status, dict(resp.headers), _body(provider, resp), resp.close)
+    idle = timeouts.idle if stream and resp.status == 200 else None
+    return UpstreamResponse(
+        resp.status, dict(resp.headers), _body(provider, resp, idle), resp.close
+    )
 
 
-async def _body(provider: str, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+class _IdleWatchdog:
+    """Closes a stream that has been silent for `idle` seconds.
+
+    One timer per stream that re-arms itself, rather than a timeout around every read, so a
+    busy stream pays one clock read per chunk.
+    """
+
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+        self.resp, self.idle = resp, idle
+        self.last = time.monotonic()
+        self.fired = False
+        self._timer = asyncio.get_running_loop().call_later(idle, self._check)
+
+    def _check(self) -> None:
+        silent = time.monotonic() - self.last
+        if silent >= self.idle:
+            self.fired = True
+            self.resp.close()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(self.idle - silent, self._check)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+async def _body(
+    provider: str, resp: aiohttp.ClientResponse, idle: float | None
+) -> AsyncIterator[bytes]:
+    watchdog = _IdleWatchdog(resp, idle) if idle else None
     try:
         async for chunk in resp.content.iter_any():
+            if watchdog is not None:
+                watchdog.last = time.monotonic()
             yield chunk
+        if watchdog is not None and watchdog.fired:
+            raise _stalled(provider, idle)
     except TimeoutError as exc:
-        raise GatewayError("upstream_timeout", f"{provider} stopped sending in time.") from exc
+        raise GatewayError("upstream_timeout", f"{provider} did not finish in time.") from exc
     except aiohttp.ClientError as exc:
+        if watchdog is not None and watchdog.fired:
+            raise _stalled(provider, idle) from exc
         raise GatewayError("upstream_error", f"The connection to {provider} broke.") from exc
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         resp.release()
+
+
+def _stalled(provider: str, idle: float | None) -> GatewayError:
+    return GatewayError("upstream_timeout", f"{provider} sent nothing for {idle:g} s mid-stream.")
 
 
 async def close_all() -> None:

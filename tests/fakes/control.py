@@ -51,9 +51,11 @@ class Fault:
     error_type: str | None = None  # with `status`: override the provider's error type/code
     message: str | None = None  # with `status` or `error_after`: the error message
     delay: float = 0.0  # seconds to wait before sending the response headers
-    chunk_delay: float = 0.0  # seconds to wait before each stream frame after the first
+    # Seconds to wait before each stream frame after the first; a JSON body pauses halfway.
+    chunk_delay: float = 0.0
     break_after: int | None = None  # send N frames (or part of a JSON body), then close TCP
-    malformed_after: int | None = None  # send N frames, then a frame of invalid JSON
+    # Send N frames, then a frame of invalid JSON; a JSON body comes complete but cut in half.
+    malformed_after: int | None = None
     error_after: int | None = None  # send N frames, then the provider's in-stream error
     omit_usage: bool = False  # leave usage out of the response entirely
     close_without_response: bool = False  # read the request, then close with no response

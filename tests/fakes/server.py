@@ -230,14 +230,25 @@ def _hang_up(request: web.Request, response: web.StreamResponse) -> web.StreamRe
 async def _write_json(request: web.Request, reply: JsonReply, fault: Fault) -> web.StreamResponse:
     body = orjson.dumps(reply.payload)
     headers = {"content-type": "application/json", **reply.headers}
-    if fault.break_after is None or reply.status >= 400:
+    if reply.status >= 400:
         return web.Response(status=reply.status, body=body, headers=headers)
-    # A body cut short: the headers promise the full length, half of it arrives.
+    if fault.malformed_after is not None:
+        # A complete HTTP answer whose body is half a JSON document.
+        return web.Response(status=reply.status, body=body[: len(body) // 2], headers=headers)
+    if fault.break_after is None and not fault.chunk_delay:
+        return web.Response(status=reply.status, body=body, headers=headers)
+    # The headers promise the full length and half of it arrives; then the server hangs up
+    # (break_after) or pauses for chunk_delay before the rest.
     response = web.StreamResponse(status=reply.status, headers=headers)
     response.content_length = len(body)
     await response.prepare(request)
     await response.write(body[: len(body) // 2])
-    return _hang_up(request, response)
+    if fault.break_after is not None:
+        return _hang_up(request, response)
+    await asyncio.sleep(fault.chunk_delay)
+    await response.write(body[len(body) // 2 :])
+    await response.write_eof()
+    return response
 
 
 def _encode(frame: Frame, line_end: str) -> bytes:

@@ -45,16 +45,18 @@ def test_least_busy_prefers_fewer_in_flight():
     balance.started(A.deployment)
     balance.started(B.deployment)
     assert [t.provider for t in balance.order("m", "least_busy", (A, B, C))] == ["c", "b", "a"]
-    balance.finished(A.deployment, None)
-    balance.finished(A.deployment, None)
+    balance.finished(A.deployment)
+    balance.finished(A.deployment)
     assert balance.order("m", "least_busy", (A, B))[0].provider == "a"
 
 
 def test_lowest_latency_uses_a_moving_average_and_samples_the_unmeasured_first():
-    balance.finished(A.deployment, 100.0)
-    balance.finished(B.deployment, 50.0)
+    balance.observe_latency(A.deployment, 100.0)
+    balance.observe_latency(B.deployment, 50.0)
     assert [t.provider for t in balance.order("m", "lowest_latency", (A, B, C))] == ["c", "b", "a"]
-    balance.finished(B.deployment, 1000.0)  # one slow sample moves the average, not all the way
+    balance.observe_latency(
+        B.deployment, 1000.0
+    )  # one slow sample moves the average, not all the way
     assert balance.latency_ms[B.deployment] == pytest.approx(50 + 0.2 * 950)
     assert balance.order("m", "lowest_latency", (A, B))[0].provider == "a"
 
