@@ -1,7 +1,8 @@
 """Load-balancing strategies: the order in which a model's deployments are tried.
 
-The inputs (in-flight requests, time-to-first-byte averages, a round-robin cursor) are kept per
-process; each process balances its own share of the traffic.
+The inputs (in-flight requests, time-to-first-token averages) are counted per process and, in
+distributed mode, merged with the other processes' by gateway.shared; the round-robin cursor
+stays per process.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from gateway.catalog import Target
 STRATEGIES = ("weighted", "round_robin", "least_busy", "lowest_latency", "lowest_cost")
 LATENCY_SMOOTHING = 0.2  # weight of the newest sample in the moving average
 
-in_flight: dict[str, int] = defaultdict(int)
+in_flight: dict[str, int] = defaultdict(int)  # this process's
 latency_ms: dict[str, float] = {}
+remote_busy: dict[str, int] = {}  # the other live processes', summed
+remote_latency_ms: dict[str, float] = {}  # ... averaged
 _cursors: dict[str, itertools.count] = {}
 
 
@@ -40,13 +43,25 @@ def round_robin(model: str, targets: tuple[Target, ...]) -> list[Target]:
 
 def least_busy(model: str, targets: tuple[Target, ...]) -> list[Target]:
     shuffled = random.sample(targets, len(targets))  # ties go anywhere
-    return sorted(shuffled, key=lambda t: in_flight[t.deployment])
+    return sorted(shuffled, key=lambda t: busy(t.deployment))
 
 
 def lowest_latency(model: str, targets: tuple[Target, ...]) -> list[Target]:
     # Unmeasured deployments first, so each gets a sample.
     shuffled = random.sample(targets, len(targets))
-    return sorted(shuffled, key=lambda t: latency_ms.get(t.deployment, -1.0))
+    return sorted(shuffled, key=lambda t: latency(t.deployment))
+
+
+def busy(dep: str) -> int:
+    return in_flight.get(dep, 0) + remote_busy.get(dep, 0)
+
+
+def latency(dep: str) -> float:
+    """Milliseconds to first token, all processes; -1 for an unmeasured deployment."""
+    mine, theirs = latency_ms.get(dep), remote_latency_ms.get(dep)
+    if mine is None or theirs is None:
+        return mine if mine is not None else theirs if theirs is not None else -1.0
+    return (mine + theirs) / 2
 
 
 def lowest_cost(model: str, targets: tuple[Target, ...]) -> list[Target]:

@@ -2,9 +2,10 @@
 
 After `failures` retryable failures within `window` seconds a deployment is open (skipped) for
 `cooldown` seconds; then one probe request, claimed by one process only, decides whether it
-closes again (half-open). The hot path reads a local copy of the open breakers that a
-background task refreshes from Redis every REFRESH_SECONDS, so a healthy request costs no round
-trip; only failures and probes talk to Redis. Embedded mode keeps the same state in memory.
+closes again (half-open). The hot path reads a local copy of the open breakers that
+gateway.shared refreshes from Redis every 0.25 s (one batched call, with the balance inputs),
+so a healthy request costs no round trip of its own; only failures and probes talk to Redis.
+Embedded mode keeps the same state in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-REFRESH_SECONDS = 0.25
 OPEN_KEY = "waystation:breakers:open"  # hash: deployment -> open-until (unix time)
 
 
@@ -75,7 +75,7 @@ class RedisStore:
         self._url = url
         self._clients: dict[int, object] = {}
 
-    def _client(self):
+    def client(self):
         loop_id = id(asyncio.get_running_loop())
         if loop_id not in self._clients:
             self._clients[loop_id] = self._redis.Redis.from_url(self._url)
@@ -83,14 +83,14 @@ class RedisStore:
 
     async def fail(self, dep: str, now: float, rule: Policy) -> bool:
         key = f"waystation:breakers:fails:{dep}"
-        async with self._client().pipeline(transaction=True) as pipe:
+        async with self.client().pipeline(transaction=True) as pipe:
             pipe.zadd(key, {f"{now}:{id(pipe)}": now})
             pipe.zremrangebyscore(key, 0, now - rule.window)
             pipe.zcard(key)
             pipe.expire(key, int(rule.window) + 1)
             _, _, count, _ = await pipe.execute()
         if count >= rule.failures:
-            async with self._client().pipeline(transaction=True) as pipe:
+            async with self.client().pipeline(transaction=True) as pipe:
                 pipe.hset(OPEN_KEY, dep, now + rule.cooldown)
                 pipe.delete(key)
                 await pipe.execute()
@@ -98,40 +98,31 @@ class RedisStore:
         return False
 
     async def close(self, dep: str) -> None:
-        async with self._client().pipeline(transaction=True) as pipe:
+        async with self.client().pipeline(transaction=True) as pipe:
             pipe.hdel(OPEN_KEY, dep)
             pipe.delete(f"waystation:breakers:fails:{dep}", f"waystation:breakers:probe:{dep}")
             await pipe.execute()
 
     async def claim_probe(self, dep: str, now: float, rule: Policy) -> bool:
         ttl = max(1, int(rule.cooldown))
-        return bool(
-            await self._client().set(f"waystation:breakers:probe:{dep}", 1, nx=True, ex=ttl)
-        )
+        return bool(await self.client().set(f"waystation:breakers:probe:{dep}", 1, nx=True, ex=ttl))
 
     async def snapshot(self) -> dict[str, float]:
-        raw = await self._client().hgetall(OPEN_KEY)
+        raw = await self.client().hgetall(OPEN_KEY)
         return {k.decode(): float(v) for k, v in raw.items()}
 
     async def force_open(self, dep: str, until: float) -> None:
-        await self._client().hset(OPEN_KEY, dep, until)
+        await self.client().hset(OPEN_KEY, dep, until)
 
 
 class Breakers:
     def __init__(self, store: MemoryStore | RedisStore) -> None:
         self.store = store
-        self.open: dict[str, float] = {}  # local copy: deployment -> open until
-        self._refreshed = 0.0
-
-    async def _refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._refreshed >= REFRESH_SECONDS:
-            self._refreshed = now
-            self.open = await self.store.snapshot()
+        # Local copy, deployment -> open until; gateway.shared keeps it fresh.
+        self.open: dict[str, float] = {}
 
     async def allows(self, dep: str) -> bool:
         """Closed: yes. Open: no. Cooled down (half-open): yes for the one probe claimed."""
-        await self._refresh()
         until = self.open.get(dep)
         if until is None:
             return True

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gateway import balance, catalog, upstream
+from gateway import balance, catalog, shared, upstream
 from gateway.breaker import breakers
 from gateway.catalog import ModelEntry, Target, Timeouts
 from gateway.errors import GatewayError
@@ -150,6 +150,7 @@ async def _first_success(entry: ModelEntry, attempt: Attempt[T], attempts: list[
             await asyncio.sleep(pause)
         target = order[n % len(order)]
         started = time.perf_counter()
+        await shared.refresh()
         health = breakers()
         if not await health.allows(target.deployment):
             _log(attempts, entry, target, "breaker_open", started)

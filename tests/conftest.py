@@ -86,18 +86,23 @@ def gateway(gateway_server, transactional_db):
     """The running gateway, with per-process caches emptied for this test's data."""
     from django.conf import settings
 
-    from gateway import auth, breaker, catalog, usage
+    from gateway import auth, balance, breaker, catalog, shared, usage
 
     catalog.invalidate()
     auth._cache.clear()
     breaker._breakers = None  # fresh breakers: a test's failures must not open the next's
+    shared.reset()
+    balance.in_flight.clear()
+    balance.latency_ms.clear()
     # Events of earlier tests must not land in this test's database.
     gateway_server.call(usage.flush())
     if settings.DISTRIBUTED:
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
-        client.delete(settings.USAGE_STREAM_KEY, *client.keys("waystation:breakers:*"))
+        client.delete(
+            settings.USAGE_STREAM_KEY, shared.BALANCE_KEY, *client.keys("waystation:breakers:*")
+        )
     return gateway_server
 
 

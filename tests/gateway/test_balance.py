@@ -85,3 +85,41 @@ def test_round_robin_through_the_gateway(gateway, openai_fake, anthropic_fake):
         for _ in range(4)
     ]
     assert providers in (["oai", "ant", "oai", "ant"], ["ant", "oai", "ant", "oai"])
+
+
+def test_balance_inputs_are_shared_between_processes_in_one_call(gateway, settings):
+    """Another process's in-flight streams and latencies steer this one's choice."""
+    import asyncio
+    import time
+
+    import redis
+
+    from gateway import shared
+
+    if not settings.DISTRIBUTED:
+        pytest.skip("sharing needs Redis")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    now = time.time()
+    client.hset(
+        shared.BALANCE_KEY,
+        mapping={
+            "beat|other": now,
+            f"busy|other|{A.deployment}": 5,
+            f"ms|other|{B.deployment}": 900.0,
+            f"ms|other|{C.deployment}": 100.0,
+            "beat|gone": now - 60,
+            f"busy|gone|{B.deployment}": 50,
+        },
+    )
+    balance.in_flight[B.deployment] = 1
+    balance.latency_ms[B.deployment] = 100.0
+
+    asyncio.run(shared.refresh())
+
+    assert balance.busy(A.deployment) == 5 and balance.busy(B.deployment) == 1
+    assert balance.least_busy("m", (A, B))[0] == B
+    assert balance.latency(B.deployment) == 500.0  # this process 100, the other 900
+    assert balance.lowest_latency("m", (B, C))[0] == C
+    fields = {k.decode() for k in client.hkeys(shared.BALANCE_KEY)}
+    assert f"busy|{shared.PROCESS}|{B.deployment}" in fields  # ours, published
+    assert not any("gone" in f for f in fields)  # a dead process is forgotten
