@@ -28,6 +28,8 @@ class UsageEvent(models.Model):
     api_key_id = models.BigIntegerField(null=True)
     route = models.CharField(max_length=64)
     public_model = models.CharField(max_length=200, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    routing = models.CharField(max_length=400, blank=True)
     provider = models.CharField(max_length=200, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     stream = models.BooleanField(default=False)

@@ -27,6 +27,8 @@ class Principal:
     tenant_slug: str
     all_models: bool
     allowed_models: frozenset[str]
+    application: str = ""  # its name, for routing rules
+    key_prefix: str = ""
 
     def may_use(self, model: str) -> bool:
         return self.all_models or model in self.allowed_models
@@ -102,5 +104,7 @@ def _load(secret_hash: str) -> _Entry:
         tenant_slug=key.tenant.slug,
         all_models=key.all_models,
         allowed_models=models_granted_to_key(key=key),
+        application=key.application.name if key.application_id else "",
+        key_prefix=key.prefix,
     )
     return _Entry(principal, key.expires_at, fresh_until)

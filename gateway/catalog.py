@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -16,6 +17,9 @@ from django.utils import timezone
 
 from billing.pricing import PriceEntry
 from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.rules import Rule
 from gateway.schemas import Credentials
 from gateway.secrets import resolve_api_key
 
@@ -74,12 +78,20 @@ class ModelEntry:
     retries: int = 0
     fallbacks: tuple[str, ...] = ()
     fallback_on: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset()  # tools, vision, json: what `auto` may rely on
+    tier: int | None = None  # 1 simple .. 3 complex: the prompts `auto` may send it
+    auto: tuple[str, ...] = ()  # an `auto` model: its candidates, cheapest fit first
+
+    @property
+    def servable(self) -> bool:
+        return bool(self.targets or self.auto)
 
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
     models: dict[str, ModelEntry]
     fresh_until: float
+    rules: tuple[Rule, ...] = ()
 
 
 _current: Catalog | None = None
@@ -113,7 +125,7 @@ def invalidate() -> None:
 async def resolve(name: str, allowed: bool, mode: str = "chat") -> ModelEntry:
     """The entry for a public model the caller may use, or a 404 that reveals nothing more."""
     entry = (await current()).models.get(name)
-    if entry is not None and entry.targets and not allowed and entry.products:
+    if entry is not None and entry.servable and not allowed and entry.products:
         offered = ", ".join(f"'{p}'" for p in entry.products)
         raise GatewayError(
             "permission",
@@ -124,7 +136,7 @@ async def resolve(name: str, allowed: bool, mode: str = "chat") -> ModelEntry:
         )
     if not allowed:
         entry = None
-    if entry is None or not entry.targets:
+    if entry is None or not entry.servable:
         raise GatewayError(
             "not_found",
             f"The model '{name}' does not exist or you do not have access to it.",
@@ -142,7 +154,8 @@ async def resolve(name: str, allowed: bool, mode: str = "chat") -> ModelEntry:
 
 def load() -> Catalog:
     from billing.models import Price
-    from gateway.models import Deployment, LanguageModel
+    from gateway.models import Deployment, LanguageModel, RoutingRule
+    from gateway.rules import Rule
 
     now = timezone.now()
     prices: dict[str, PriceEntry] = {}
@@ -191,10 +204,17 @@ def load() -> Catalog:
             retries=m.retries,
             fallbacks=tuple(m.fallbacks or ()),
             fallback_on=frozenset(m.fallback_on or FALLBACK_REASONS),
+            capabilities=frozenset(m.capabilities or ()),
+            tier=m.tier,
+            auto=tuple(m.auto_candidates or ()),
         )
         for m in LanguageModel.objects.filter(enabled=True)
     }
-    return Catalog(models, time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS)
+    rules = tuple(
+        Rule.build(r.name, r.when, r.route_to, r.deployment)
+        for r in RoutingRule.objects.filter(enabled=True).order_by("position", "pk")
+    )
+    return Catalog(models, time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS, rules)
 
 
 def _public_products() -> list[tuple[int, str]]:

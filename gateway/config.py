@@ -19,9 +19,8 @@ from django.utils import timezone
 
 from billing.models import Price
 from gateway import secrets
-from gateway.balance import STRATEGIES
-from gateway.catalog import FALLBACK_REASONS, TIMEOUT_FIELDS
-from gateway.models import Deployment, LanguageModel, Provider
+from gateway.config_routing import RoutingChecks
+from gateway.models import Deployment, LanguageModel, Provider, RoutingRule
 from gateway.providers import KINDS
 
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -87,12 +86,24 @@ class ModelSpec:
     retries: int = 0
     fallbacks: list[str] = field(default_factory=list)
     fallback_on: list[str] = field(default_factory=list)
+    capabilities: list[str] = field(default_factory=list)
+    tier: int | None = None
+    auto: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RuleSpec:
+    name: str
+    when: dict[str, Any]
+    route_to: str = ""
+    deployment: str = ""
 
 
 @dataclass
 class ConfigSpec:
     providers: list[ProviderSpec]
     models: list[ModelSpec]
+    rules: list[RuleSpec] = field(default_factory=list)
 
 
 def parse(text: str) -> ConfigSpec:
@@ -105,10 +116,11 @@ def parse(text: str) -> ConfigSpec:
     return _Validator().run(data)
 
 
-class _Validator:
+class _Validator(RoutingChecks):
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.fallback_refs: list[tuple[Any, list[str]]] = []
+        self.auto_refs: list[tuple[Any, ModelSpec]] = []
 
     def fail(self, node: Any, message: str) -> None:
         line = getattr(node, "line", 0)
@@ -117,21 +129,25 @@ class _Validator:
     def run(self, data: Any) -> ConfigSpec:
         if not isinstance(data, dict):
             raise ConfigError(["the file must be a mapping with 'providers' and 'models'"])
-        unknown = set(data) - {"providers", "models"}
+        unknown = set(data) - {"providers", "models", "rules"}
         if unknown:
             self.fail(data, f"unknown section(s): {', '.join(sorted(map(str, unknown)))}")
         providers = [self.provider(p) for p in self.items(data, "providers")]
         names = {p.name for p in providers if p}
         self.duplicates(data, [p.name for p in providers if p], "provider")
-        models = [self.model(m, names) for m in self.items(data, "models")]
-        self.duplicates(data, [m.name for m in models if m], "model")
-        defined = {m.name for m in models if m}
+        models = [m for m in (self.model(m, names) for m in self.items(data, "models")) if m]
+        self.duplicates(data, [m.name for m in models], "model")
+        defined = {m.name: m for m in models}
         for node, fallbacks in self.fallback_refs:
-            for name in set(fallbacks) - defined:
+            for name in set(fallbacks) - set(defined):
                 self.fail(node, f"fallback model '{name}' is not defined in this file")
+        for node, model in self.auto_refs:
+            self.auto_candidates(node, model, defined)
+        rules = [self.rule(r, defined) for r in self.items(data, "rules")]
+        self.duplicates(data, [r.name for r in rules if r], "rule")
         if self.errors:
             raise ConfigError(self.errors)
-        return ConfigSpec([p for p in providers if p], [m for m in models if m])
+        return ConfigSpec([p for p in providers if p], models, [r for r in rules if r])
 
     def items(self, data: dict, key: str) -> list[Any]:
         value = data.get(key) or []
@@ -211,6 +227,9 @@ class _Validator:
             "fallbacks",
             "fallback_on",
             "timeouts",
+            "capabilities",
+            "tier",
+            "auto",
         }
         self.unknown(node, allowed, "model")
         name = self.text(node, "name")
@@ -228,57 +247,18 @@ class _Validator:
         deployments = [
             self.deployment(d, providers, defaults) for d in self.items(node, "deployments")
         ]
-        if not deployments:
+        is_auto = "auto" in node
+        if is_auto and deployments:
+            self.fail(node, f"model '{name}' is an auto model: it takes no deployments")
+        if not deployments and not is_auto:
             self.fail(node, f"model '{name}' needs at least one deployment")
         price = self.price(node.get("price"), node) if node.get("price") is not None else None
         spec = ModelSpec(name, mode, window, price, [d for d in deployments if d])
         self.resilience(node, spec)
+        self.abilities(node, spec)
+        if is_auto:
+            self.auto_refs.append((node, spec))
         return spec
-
-    def resilience(self, node: dict, spec: ModelSpec) -> None:
-        strategy = node.get("strategy", "weighted")
-        if strategy not in STRATEGIES:
-            self.fail(node, f"'strategy' must be one of {', '.join(STRATEGIES)}")
-        else:
-            spec.strategy = strategy
-        retries = node.get("retries", 0)
-        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
-            self.fail(node, "'retries' must be an integer from 0 to 10")
-        else:
-            spec.retries = retries
-        fallbacks = node.get("fallbacks") or []
-        if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
-            self.fail(node, "'fallbacks' must be a list of model names")
-        elif spec.name in fallbacks:
-            self.fail(node, f"model '{spec.name}' can't fall back to itself")
-        else:
-            spec.fallbacks = fallbacks
-            self.fallback_refs.append((node, fallbacks))
-        reasons = node.get("fallback_on") or []
-        if not isinstance(reasons, list) or set(reasons) - set(FALLBACK_REASONS):
-            self.fail(node, f"'fallback_on' must list some of: {', '.join(FALLBACK_REASONS)}")
-        else:
-            spec.fallback_on = reasons
-
-    def timeouts(self, node: dict) -> dict[str, float]:
-        """Seconds for connect, first_token, idle and total; the gateway's defaults fill gaps."""
-        value = node.get("timeouts")
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(node, "'timeouts' must be a mapping")
-            return {}
-        self.unknown(value, set(TIMEOUT_FIELDS), "timeouts")
-        out = {}
-        for key in TIMEOUT_FIELDS:
-            seconds = value.get(key)
-            if seconds is None:
-                continue
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-                self.fail(value, f"timeout '{key}' must be a number of seconds > 0")
-            else:
-                out[key] = float(seconds)
-        return out
 
     def deployment(
         self, node: Any, providers: set[str], default_timeouts: dict[str, float]
@@ -344,7 +324,29 @@ def apply(spec: ConfigSpec) -> ApplyReport:
     for model in stale_models:
         report.changes.append(f"disabled model {model.name}")
     stale_models.update(enabled=False)
+    _apply_rules(spec.rules, report)
     return report
+
+
+def _apply_rules(rules: list[RuleSpec], report: ApplyReport) -> None:
+    for position, rule in enumerate(rules):
+        values = {
+            "position": position,
+            "when": rule.when,
+            "route_to": rule.route_to,
+            "deployment": rule.deployment,
+            "enabled": True,
+            "from_config": True,
+        }
+        _, what = _upsert(RoutingRule, {"name": rule.name}, values)
+        if what:
+            report.changes.append(f"{what} rule {rule.name}")
+    stale = RoutingRule.objects.filter(from_config=True, enabled=True).exclude(
+        name__in=[r.name for r in rules]
+    )
+    for rule in stale:
+        report.changes.append(f"disabled rule {rule.name}")
+    stale.update(enabled=False)
 
 
 def _upsert(model_cls: type, lookup: dict[str, Any], values: dict[str, Any]) -> tuple[Any, str]:
@@ -390,6 +392,9 @@ def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyR
         "retries": spec.retries,
         "fallbacks": spec.fallbacks,
         "fallback_on": spec.fallback_on,
+        "capabilities": spec.capabilities,
+        "tier": spec.tier,
+        "auto_candidates": spec.auto,
         "enabled": True,
         "from_config": True,
     }

@@ -30,6 +30,10 @@ class LanguageModel(models.Model):
     retries = models.PositiveSmallIntegerField(default=0)
     fallbacks = models.JSONField(default=list, blank=True)
     fallback_on = models.JSONField(default=list, blank=True)  # exhausted, context_length, ...
+    # What the `auto` model may rely on; an `auto` model lists candidates and has no deployments.
+    capabilities = models.JSONField(default=list, blank=True)  # tools, vision, json
+    tier = models.PositiveSmallIntegerField(null=True, blank=True)  # 1 simple .. 3 complex
+    auto_candidates = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
     from_config = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -55,3 +59,19 @@ class Deployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} -> {self.provider_id}/{self.upstream_model}"
+
+
+class RoutingRule(models.Model):
+    """Evaluated in `position` order before a chat request is served; the first that holds
+    picks the model (`route_to`) and/or pins one of its deployments."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    position = models.PositiveIntegerField(default=0)
+    when = models.JSONField(default=dict, blank=True)  # conditions: gateway.rules.CONDITIONS
+    route_to = models.CharField(max_length=200, blank=True)
+    deployment = models.CharField(max_length=400, blank=True)  # provider/upstream_model
+    enabled = models.BooleanField(default=True)
+    from_config = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.name

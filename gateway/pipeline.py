@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from billing.pricing import PriceEntry, cost_of
-from gateway import auth, catalog, router, tokens
+from gateway import auth, catalog, choice, router, tokens
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError, invalid
 from gateway.providers.base import ClientCodec
@@ -56,6 +56,10 @@ def decode_json(body: bytes) -> object:
 def _attribute(record: UsageRecord, target: Target, upstream_model: str = "") -> None:
     record.provider = target.provider
     record.upstream_model = upstream_model or target.credentials.upstream_model
+    record.served_model = next(
+        (a["model"] for a in reversed(record.attempts) if a["outcome"] == "ok"),
+        record.public_model,
+    )
 
 
 def _route_headers(record: UsageRecord) -> list[tuple[bytes, bytes]]:
@@ -64,6 +68,8 @@ def _route_headers(record: UsageRecord) -> list[tuple[bytes, bytes]]:
         (b"x-waystation-model", record.upstream_model.encode()),
         (b"x-waystation-attempts", str(len(record.attempts)).encode()),
     ]
+    if record.routing:
+        headers.append((b"x-waystation-route", record.routing.encode("latin-1", "replace")))
     if record.cost is not None:
         headers.append((b"x-waystation-cost", f"{record.cost:f}".encode()))
     return headers
@@ -75,7 +81,8 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
     req = codec.parse_request(decode_json(call.body))
     record.public_model, record.stream = req.model, req.stream
-    entry = await catalog.resolve(req.model, principal.may_use(req.model))
+    chosen = await choice.choose(principal, req, call.headers)
+    entry, record.routing = chosen.entry, chosen.reason
     if req.stream:
         opened = await router.open_stream(entry, req, record.attempts)
         _attribute(record, opened.target)
@@ -96,9 +103,9 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
 
 def _response_text(resp: ChatResponse) -> str:
     parts = []
-    for choice in resp.choices:
-        parts.append(choice.message.text)
-        parts.extend(call.arguments for call in choice.message.tool_calls)
+    for answer in resp.choices:
+        parts.append(answer.message.text)
+        parts.extend(call.arguments for call in answer.message.tool_calls)
     return "".join(parts)
 
 
@@ -180,7 +187,7 @@ async def list_models(call: Call, model_id: str | None) -> Reply:
     principal = await auth.authenticate(call.headers)
     call.record.tenant_id, call.record.api_key_id = principal.tenant_id, principal.key_id
     snapshot = await catalog.current()
-    visible = [m for m in snapshot.models.values() if m.targets and principal.may_use(m.name)]
+    visible = [m for m in snapshot.models.values() if m.servable and principal.may_use(m.name)]
     if model_id is None:
         data = [_model_json(m) for m in sorted(visible, key=lambda m: m.name)]
         return Reply(200, body=orjson.dumps({"object": "list", "data": data}))

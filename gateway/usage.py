@@ -34,7 +34,9 @@ class UsageRecord:
     created_at: str
     tenant_id: int | None = None
     api_key_id: int | None = None
-    public_model: str = ""
+    public_model: str = ""  # as the client asked
+    served_model: str = ""  # the public model that answered (a rule, `auto` or a fallback)
+    routing: str = ""  # why, when a rule or `auto` decided
     provider: str = ""
     upstream_model: str = ""
     stream: bool = False
