@@ -38,6 +38,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,9 @@ WAYSTATION_WORKER_CMD = os.environ.get(
     "BENCH_WS_WORKER_CMD", ".venv/bin/celery -A waystation worker -l warning -c 1"
 )
 WAYSTATION_JSON_MODEL = os.environ.get("BENCH_WS_JSON_MODEL", "bench-json")
+# Four deployments of the same upstream and ten rules evaluated (bench/config.yaml).
+WAYSTATION_ROUTED_MODEL = os.environ.get("BENCH_WS_ROUTED_MODEL", "bench-json-4")
+TARGET_ROUTING_ADDED_P50_MS = 0.3
 WAYSTATION_SSE_MODEL = os.environ.get("BENCH_WS_SSE_MODEL", "bench-sse")
 
 LITELLM_MASTER_KEY = "sk-bench"
@@ -992,6 +996,50 @@ def bench_target(t):
     return res
 
 
+def routing_overhead(t):
+    """1 connection, alternating the one-deployment model and the four-deployment model with
+    rules, so drift hits both alike; then the same two in process without HTTP (routing_micro)."""
+    plain = write_wrk_script(t)
+    routed_t = Target(t.name)
+    routed_t.__dict__.update(t.__dict__)
+    routed_t.name, routed_t.json_model = t.name + "-routed", WAYSTATION_ROUTED_MODEL
+    routed = write_wrk_script(routed_t)
+    seconds = max(3.0, DURATION / 2)
+    rounds = {"baseline": [], "routed": []}
+    for _ in range(3):
+        for tag, target, script in (("baseline", t, plain), ("routed", routed_t, routed)):
+            r = run_wrk(target, script, 1, seconds, f"-routing-{tag}")
+            rounds[tag].append(r["p50_ms"])
+            if r["errors"]:
+                raise RuntimeError(f"routing phase: {r['errors']} errors on {tag}")
+    out = {
+        "seconds_per_round": seconds,
+        "baseline_p50_ms": rounds["baseline"],
+        "routed_p50_ms": rounds["routed"],
+        "added_p50_ms": statistics.median(rounds["routed"]) - statistics.median(rounds["baseline"]),
+    }
+    env = dict(os.environ)
+    env.update(WAYSTATION_ENV)
+    r = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), str(BENCH / "routing_micro.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if r.returncode == 0 and r.stdout.strip():
+        out["micro"] = json.loads(r.stdout.strip().splitlines()[-1])
+    else:
+        out["micro_error"] = (r.stderr.strip().splitlines() or ["?"])[-1]
+    log(
+        f"  routing    c=1   p50 {statistics.median(rounds['baseline']):.3f} -> "
+        f"{statistics.median(rounds['routed']):.3f} ms (added {out['added_p50_ms']:+.3f} ms); "
+        f"in process {out.get('micro', {})}"
+    )
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------
@@ -1280,6 +1328,7 @@ def write_report(results, skipped, meta):
         why = skipped.get("waystation", "not selected (BENCH_ONLY)")
         w(f"Waystation was not measured: {why.strip().splitlines()[0] if why.strip() else '?'}")
 
+    routing_section(w, results.get("waystation", {}).get("routing"))
     w("")
     w("## Caveats")
     w("")
@@ -1304,6 +1353,51 @@ def write_report(results, skipped, meta):
         L.append(analysis.read_text().rstrip())
         w("")
     RESULTS_MD.write_text("\n".join(L) + "\n")
+
+
+def routing_section(w, routing):
+    if not routing:
+        return
+    w("")
+    w("## Routing and breaker overhead")
+    w("")
+    if "failed" in routing:
+        w(f"Not measured: {routing['failed']}")
+        return
+    met = routing["added_p50_ms"] <= TARGET_ROUTING_ADDED_P50_MS
+    w(
+        f"Waystation at 1 connection, {routing['seconds_per_round']:g} s rounds alternating "
+        f"`bench-json` (one deployment, no rule applies) and `{WAYSTATION_ROUTED_MODEL}` (four "
+        "deployments with breakers, one retry, a fallback, ten rules evaluated on every request; "
+        "bench/config.yaml), same upstream."
+    )
+    w("")
+    w("| model | p50 per round (ms) | median |")
+    w("|---|---|---|")
+    for tag, label in (("baseline", "bench-json"), ("routed", WAYSTATION_ROUTED_MODEL)):
+        values = routing[f"{tag}_p50_ms"]
+        w(
+            f"| {label} | {', '.join(f'{v:.3f}' for v in values)} | {statistics.median(values):.3f} |"
+        )
+    w("")
+    w(
+        f"Added p50: **{routing['added_p50_ms']:+.3f} ms** (target ≤ "
+        f"{TARGET_ROUTING_ADDED_P50_MS:g} ms): **{'met' if met else 'missed'}**. wrk reports "
+        "latency at 10 µs resolution and rounds differ by more than the effect, so the in-process "
+        "figure below is the sharper one."
+    )
+    micro = routing.get("micro")
+    if micro:
+        base, four = micro["baseline_us_p50"], micro["four_deployments_ten_rules_us_p50"]
+        w("")
+        w(
+            f"In process (`bench/routing_micro.py`, {micro['samples_each']:,} requests each, "
+            "model choice + deployment routing with an upstream that answers at once): "
+            f"baseline {base:.1f} µs, four deployments and {micro['rules']} rules {four:.1f} µs "
+            f"per request ({four / base:.2f}× the baseline, {four - base:+.1f} µs)."
+        )
+    elif routing.get("micro_error"):
+        w(f"In-process measurement failed: {routing['micro_error']}")
 
 
 def target_checks(results):
@@ -1482,6 +1576,12 @@ def main():
                     log(f"  started in {time.monotonic() - t0:.1f}s: {t.version}")
                 validate(t)
                 results[name] = bench_target(t)
+                if name == "waystation":
+                    try:
+                        results[name]["routing"] = routing_overhead(t)
+                    except Exception as e:  # noqa: BLE001
+                        log(f"  routing phase failed: {e}")
+                        results[name]["routing"] = {"failed": str(e)}
             except Skip as e:
                 msg = str(e)
                 skipped[name] = msg

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from billing.models import Price
+from gateway import config
 from gateway.models import Deployment, LanguageModel, Provider
 
 BASE = """
@@ -172,3 +173,25 @@ models:
 """
     with pytest.raises(CommandError, match=reason):
         apply(tmp_path, text)
+
+
+def test_the_readme_examples_are_valid_config(monkeypatch):
+    """The YAML the README shows parses, so a copied example works."""
+    import re
+    from pathlib import Path
+
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "AZURE_KEY"):
+        monkeypatch.setenv(var, "sk-example")
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    blocks = re.findall(r"```yaml\n(.*?)```", readme.read_text(), re.S)
+    providers, routing = blocks[0].split("models:")[0], blocks[1]
+    spec = config.parse(providers + routing)
+    assert [m.name for m in spec.models] == ["chat", "claude-chat", "coder", "auto"]
+    assert [r.name for r in spec.rules] == [
+        "code-questions",
+        "acme-in-the-eu",
+        "big-prompts",
+        "nightly-batch",
+    ]
+    assert spec.models[0].deployments[1].timeouts["first_token"] == 10.0
+    assert spec.models[0].deployments[1].timeouts["idle"] == 60.0  # the model's default

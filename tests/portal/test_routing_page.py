@@ -51,3 +51,29 @@ def test_drain_takes_a_deployment_out_of_rotation_everywhere(gateway, openai_fak
         "deployment.drained",
         "deployment.resumed",
     ]
+
+
+def test_the_page_shows_open_breakers_cooldowns_rules_and_auto_models(
+    gateway, openai_fake, operator_client, settings
+):
+    settings.GATEWAY_BREAKER_FAILURES = 1
+    settings.GATEWAY_BREAKER_COOLDOWN_SECONDS = 60
+    apply_yaml(f"""
+        providers:
+          - {{name: oai, kind: openai, base_url: "{openai_fake.base_url}", api_key: "{openai_fake.api_key}"}}
+        models:
+          - {{name: solo, tier: 1, deployments: [{{provider: oai, model: gpt-4o-mini}}]}}
+          - {{name: auto, auto: [solo]}}
+        rules:
+          - {{name: eu-only, when: {{tenant: [acme], header: {{x-region: "^eu$"}}}}, route_to: solo}}
+    """)
+    api = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=new_key(), max_retries=0)
+    openai_fake.fault(status=500)
+    with pytest.raises(openai.InternalServerError):
+        api.chat.completions.create(model="solo", messages=[{"role": "user", "content": "hi"}])
+
+    page = operator_client.get(reverse("portal:routing")).content.decode()
+    assert "health-open" in page
+    assert " s</td>" in page  # the cooldown left, in seconds
+    assert "eu-only" in page and "tenant is acme" in page and "header x-region matches ^eu$" in page
+    assert "the cheapest fit among <code>solo</code>" in page
