@@ -9,7 +9,11 @@ SESSION_TENANT = "portal_tenant"
 
 
 def api_key_by_secret_hash(*, secret_hash: str) -> ApiKey | None:
-    return ApiKey.objects.select_related("tenant", "application").filter(secret_hash=secret_hash).first()
+    return (
+        ApiKey.objects.select_related("tenant", "application")
+        .filter(secret_hash=secret_hash)
+        .first()
+    )
 
 
 def models_granted_to_key(*, key: ApiKey) -> frozenset[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-
-import time
 
 from gateway import breaker
 from gateway.models import Deployment, LanguageModel, RoutingRule
