@@ -24,6 +24,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "subscription.decide": frozenset({Role.OWNER, Role.ADMIN}),
     "product.manage": frozenset({Role.OWNER, Role.ADMIN}),
     "audit.view": frozenset({Role.OWNER, Role.ADMIN}),
+    "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER}),
+    "budget.manage": frozenset({Role.OWNER, Role.ADMIN}),
 }
 ACTIONS = tuple(MATRIX)
 
