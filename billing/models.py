@@ -83,15 +83,15 @@ class Budget(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    def __str__(self) -> str:
+        target = self.api_key or self.application or self.tenant
+        return f"{self.get_period_display()} budget ${self.amount_usd} on {target}"
+
     @property
     def scope(self) -> str:
         if self.api_key_id:
             return Scope.KEY
         return Scope.APPLICATION if self.application_id else Scope.TENANT
-
-    def __str__(self) -> str:
-        target = self.api_key or self.application or self.tenant
-        return f"{self.get_period_display()} budget ${self.amount_usd} on {target}"
 
 
 class BudgetNotice(models.Model):
@@ -109,6 +109,9 @@ class BudgetNotice(models.Model):
                 fields=["budget", "period_start", "threshold"], name="notice_once"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% of {self.budget}"
 
 
 class RateLimit(models.Model):
@@ -132,12 +135,12 @@ class RateLimit(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    def __str__(self) -> str:
+        target = self.api_key or self.application or self.tenant
+        return f"limits on {target}" + (f" for {self.model}" if self.model else "")
+
     @property
     def scope(self) -> str:
         if self.api_key_id:
             return Scope.KEY
         return Scope.APPLICATION if self.application_id else Scope.TENANT
-
-    def __str__(self) -> str:
-        target = self.api_key or self.application or self.tenant
-        return f"limits on {target}" + (f" for {self.model}" if self.model else "")
