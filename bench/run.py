@@ -90,6 +90,11 @@ WAYSTATION_JSON_MODEL = os.environ.get("BENCH_WS_JSON_MODEL", "bench-json")
 # Four deployments of the same upstream and ten rules evaluated (bench/config.yaml).
 WAYSTATION_ROUTED_MODEL = os.environ.get("BENCH_WS_ROUTED_MODEL", "bench-json-4")
 TARGET_ROUTING_ADDED_P50_MS = 0.3
+# Every kind of limit (rpm, tpm, concurrent; tenant, application, key, model) and two budgets.
+WAYSTATION_LIMITED_KEY_CMD = os.environ.get(
+    "BENCH_WS_LIMITED_KEY_CMD", ".venv/bin/python bench/limited_key.py | tail -1"
+)
+TARGET_LIMITS_ADDED_P50_MS = 0.5
 WAYSTATION_SSE_MODEL = os.environ.get("BENCH_WS_SSE_MODEL", "bench-sse")
 
 LITELLM_MASTER_KEY = "sk-bench"
@@ -996,6 +1001,56 @@ def bench_target(t):
     return res
 
 
+def alternate_p50(variants, rounds=3):
+    """p50 per round at 1 connection for each (tag, target) variant, alternating."""
+    seconds = max(3.0, DURATION / 2)
+    scripts = {tag: write_wrk_script(target) for tag, target in variants}
+    out = {tag: [] for tag, _ in variants}
+    for _ in range(rounds):
+        for tag, target in variants:
+            r = run_wrk(target, scripts[tag], 1, seconds, f"-{tag}")
+            if r["errors"]:
+                raise RuntimeError(f"{tag}: {r['errors']} errors")
+            out[tag].append(r["p50_ms"])
+    return out, seconds
+
+
+def limits_overhead(t):
+    """The same model at 1 connection with a key under no limits and one under every kind."""
+    env = dict(os.environ)
+    env.update(WAYSTATION_ENV)
+    r = subprocess.run(
+        WAYSTATION_LIMITED_KEY_CMD,
+        shell=True,
+        executable="/bin/bash",
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
+    if r.returncode != 0 or not lines:
+        raise RuntimeError(f"limited key: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    limited = Target(t.name)
+    limited.__dict__.update(t.__dict__)
+    limited.name = t.name + "-limited"
+    limited.json_headers = {"Authorization": f"Bearer {lines[-1]}"}
+    rounds, seconds = alternate_p50([("unlimited", t), ("limited", limited)])
+    out = {
+        "seconds_per_round": seconds,
+        "baseline_p50_ms": rounds["unlimited"],
+        "limited_p50_ms": rounds["limited"],
+        "added_p50_ms": statistics.median(rounds["limited"])
+        - statistics.median(rounds["unlimited"]),
+    }
+    log(
+        f"  limits     c=1   p50 {statistics.median(rounds['unlimited']):.3f} -> "
+        f"{statistics.median(rounds['limited']):.3f} ms (added {out['added_p50_ms']:+.3f} ms)"
+    )
+    return out
+
+
 def routing_overhead(t):
     """1 connection, alternating the one-deployment model and the four-deployment model with
     rules, so drift hits both alike; then the same two in process without HTTP (routing_micro)."""
@@ -1329,6 +1384,7 @@ def write_report(results, skipped, meta):
         w(f"Waystation was not measured: {why.strip().splitlines()[0] if why.strip() else '?'}")
 
     routing_section(w, results.get("waystation", {}).get("routing"))
+    limits_section(w, results.get("waystation", {}).get("limits"))
     w("")
     w("## Caveats")
     w("")
@@ -1398,6 +1454,39 @@ def routing_section(w, routing):
         )
     elif routing.get("micro_error"):
         w(f"In-process measurement failed: {routing['micro_error']}")
+
+
+def limits_section(w, limits):
+    if not limits:
+        return
+    w("")
+    w("## Rate limits and budgets overhead")
+    w("")
+    if "failed" in limits:
+        w(f"Not measured: {limits['failed']}")
+        return
+    met = limits["added_p50_ms"] <= TARGET_LIMITS_ADDED_P50_MS
+    w(
+        f"Waystation at 1 connection, `bench-json`, {limits['seconds_per_round']:g} s rounds "
+        "alternating a key under no limits and a key under every kind (`bench/limited_key.py`: "
+        "requests/min on the tenant and on the model, tokens/min on the application, concurrent "
+        "requests on the key, a monthly tenant budget and a daily key budget), all checked in "
+        "one Redis call per request and settled in batches after it."
+    )
+    w("")
+    w("| key | p50 per round (ms) | median |")
+    w("|---|---|---|")
+    for tag in ("baseline", "limited"):
+        values = limits[f"{tag}_p50_ms"]
+        label = "no limits" if tag == "baseline" else "every limit + 2 budgets"
+        w(
+            f"| {label} | {', '.join(f'{v:.3f}' for v in values)} | {statistics.median(values):.3f} |"
+        )
+    w("")
+    w(
+        f"Added p50: **{limits['added_p50_ms']:+.3f} ms** (target ≤ "
+        f"{TARGET_LIMITS_ADDED_P50_MS:g} ms): **{'met' if met else 'missed'}**."
+    )
 
 
 def target_checks(results):
@@ -1577,11 +1666,15 @@ def main():
                 validate(t)
                 results[name] = bench_target(t)
                 if name == "waystation":
-                    try:
-                        results[name]["routing"] = routing_overhead(t)
-                    except Exception as e:  # noqa: BLE001
-                        log(f"  routing phase failed: {e}")
-                        results[name]["routing"] = {"failed": str(e)}
+                    for phase, measure in (
+                        ("routing", routing_overhead),
+                        ("limits", limits_overhead),
+                    ):
+                        try:
+                            results[name][phase] = measure(t)
+                        except Exception as e:  # noqa: BLE001
+                            log(f"  {phase} phase failed: {e}")
+                            results[name][phase] = {"failed": str(e)}
             except Skip as e:
                 msg = str(e)
                 skipped[name] = msg

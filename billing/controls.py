@@ -90,7 +90,7 @@ def rate_limit_set(
     tokens_per_minute: int | None = None,
     concurrent: int | None = None,
 ) -> RateLimit:
-    """Create or change the limits of a target (and model); all three empty removes them."""
+    """Create or change the limits of a target (and model); removing them is a delete."""
     _check(actor, tenant, "budget.manage")
     application, api_key = _target(tenant, application, api_key)
     values = {
@@ -98,6 +98,8 @@ def rate_limit_set(
         "tokens_per_minute": tokens_per_minute,
         "concurrent": concurrent,
     }
+    if all(value is None for value in values.values()):
+        raise ServiceError("Set at least one limit; to lift them all, remove the row.")
     for name, value in values.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ServiceError(f"{name.replace('_', ' ')} must be a whole number of at least 1.")
@@ -125,18 +127,41 @@ def period_start(period: str, now: datetime | None = None) -> datetime | None:
     return None
 
 
-def budget_events(budget: Budget, now: datetime | None = None):
-    """The usage events that count against a budget in its current period."""
-    events = UsageEvent.objects.filter(tenant_id=budget.tenant_id)
-    if budget.api_key_id:
-        events = events.filter(api_key_id=budget.api_key_id)
-    elif budget.application_id:
-        keys = ApiKey.objects.filter(application_id=budget.application_id).values("pk")
-        events = events.filter(api_key_id__in=keys)
-    start = period_start(budget.period, now)
-    return events.filter(Q(created_at__gte=start)) if start else events
-
-
 def budget_spent(budget: Budget, now: datetime | None = None) -> Decimal:
-    total = budget_events(budget, now).aggregate(total=Sum("cost"))["total"]
-    return total or Decimal(0)
+    """What counts against a budget in its current period, from the stored usage events."""
+    return spent_since(
+        tenant_id=budget.tenant_id,
+        application_id=budget.application_id,
+        api_key_id=budget.api_key_id,
+        since=period_start(budget.period, now),
+    )
+
+
+def controls_for_key(key: ApiKey) -> tuple[list[RateLimit], list[Budget]]:
+    """The rate limits and budgets a key's calls count against: its own, its application's
+    and its tenant's."""
+    mine = Q(api_key=key) | Q(application=None, api_key=None)
+    if key.application_id:
+        mine |= Q(application_id=key.application_id, api_key=None)
+    limits = list(RateLimit.objects.filter(mine, tenant_id=key.tenant_id))
+    budgets = list(Budget.objects.filter(mine, tenant_id=key.tenant_id))
+    return limits, budgets
+
+
+def spent_since(
+    *,
+    tenant_id: int,
+    application_id: int | None = None,
+    api_key_id: int | None = None,
+    since: datetime | None = None,
+) -> Decimal:
+    """Cost recorded for a tenant, an application or a key, since a moment (or ever)."""
+    events = UsageEvent.objects.filter(tenant_id=tenant_id)
+    if api_key_id is not None:
+        events = events.filter(api_key_id=api_key_id)
+    elif application_id is not None:
+        keys = ApiKey.objects.filter(application_id=application_id).values("pk")
+        events = events.filter(api_key_id__in=keys)
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    return events.aggregate(total=Sum("cost"))["total"] or Decimal(0)

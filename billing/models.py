@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Coalesce
 
 
 class Price(models.Model):
@@ -8,6 +9,10 @@ class Price(models.Model):
     input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
     output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
     cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True)
+    # Reasoning ("thinking") tokens; empty: billed at the output price.
+    reasoning_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    per_request_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    source = models.CharField(max_length=300, blank=True)  # where the figures come from
     effective_from = models.DateTimeField()
 
     class Meta:
@@ -36,6 +41,7 @@ class UsageEvent(models.Model):
     input_tokens = models.IntegerField(null=True)
     output_tokens = models.IntegerField(null=True)
     cached_input_tokens = models.IntegerField(null=True)
+    reasoning_tokens = models.IntegerField(null=True)  # counted within output_tokens
     tokens_estimated = models.BooleanField(default=False)
     cost = models.DecimalField(max_digits=18, decimal_places=10, null=True)
     latency_ms = models.FloatField()
@@ -144,3 +150,102 @@ class RateLimit(models.Model):
         if self.api_key_id:
             return Scope.KEY
         return Scope.APPLICATION if self.application_id else Scope.TENANT
+
+
+# --- rollups and monthly cost reports (billing.rollups, billing.reports) -----------------
+
+
+class UsageRollup(models.Model):
+    """Usage events summed per hour or day and per tenant, application, key, model, provider.
+
+    Written only by `billing.rollups.rollup`, which replaces a range of buckets whole, so
+    recomputing a bucket is idempotent. `model` is the public model that answered
+    (`served_model`, else `public_model`); `application_id` is the key's application when the
+    bucket was rolled up. `cache_savings` is what the cached input tokens did not cost: cached
+    tokens x (input price - cached-input price) of the Price row in force at each event's time.
+    """
+
+    class Granularity(models.TextChoices):
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+
+    granularity = models.CharField(max_length=8, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    tenant_id = models.BigIntegerField(null=True)
+    application_id = models.BigIntegerField(null=True)
+    api_key_id = models.BigIntegerField(null=True)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=200, blank=True)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)  # status >= 400
+    unpriced_requests = models.BigIntegerField(default=0)  # cost unknown (no price or tokens)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=10, default=0)
+    # 12 places: tokens x (a 6-place price per million) / 10^6 is exact there.
+    cache_savings = models.DecimalField(max_digits=20, decimal_places=12, default=0)
+
+    class Meta:
+        constraints = [
+            # NULL ids compare equal here (an expression index works on SQLite too).
+            models.UniqueConstraint(
+                "granularity",
+                "bucket_start",
+                Coalesce("tenant_id", models.Value(0)),
+                Coalesce("application_id", models.Value(0)),
+                Coalesce("api_key_id", models.Value(0)),
+                "model",
+                "provider",
+                name="usage_rollup_once",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["tenant_id", "granularity", "bucket_start"], name="rollup_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:00} tenant {self.tenant_id}"
+
+
+class UsageRollupMark(models.Model):
+    """That a bucket was rolled up: its rollups hold exactly the bucket's events with
+    `id <= max_event_id`. Events stored later (late arrivals) have higher ids, so a report
+    adds them from the raw events and stays equal to them to the cent."""
+
+    granularity = models.CharField(max_length=8, choices=UsageRollup.Granularity.choices)
+    bucket_start = models.DateTimeField()
+    max_event_id = models.BigIntegerField(default=0)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["granularity", "bucket_start"], name="usage_rollup_mark_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:00} <= #{self.max_event_id}"
+
+
+class ReportWebhook(models.Model):
+    """A tenant's chargeback webhook: each month's cost report is POSTed here as JSON, signed
+    `X-Waystation-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">` with the secret
+    (stored Fernet-encrypted, like provider keys). Set through billing.report_webhooks."""
+
+    tenant = models.OneToOneField(
+        "portal.Tenant", on_delete=models.CASCADE, related_name="report_webhook"
+    )
+    url = models.URLField(max_length=500)
+    secret_encrypted = models.TextField()
+    enabled = models.BooleanField(default=True)
+    last_pushed_month = models.CharField(max_length=7, blank=True)  # "YYYY-MM", delivered
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.IntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"report webhook of {self.tenant} to {self.url}"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
 from django.db import close_old_connections, transaction
 
+from billing import budget_alerts
 from billing.models import UsageEvent
 
 FIELDS = {f.name for f in UsageEvent._meta.concrete_fields} - {"id"}
+
+
+log = logging.getLogger(__name__)
 
 
 def usage_store_batch(*, rows: list[dict[str, Any]]) -> int:
@@ -18,6 +23,10 @@ def usage_store_batch(*, rows: list[dict[str, Any]]) -> int:
     events = [UsageEvent(**_clean(row)) for row in rows]
     with transaction.atomic():
         UsageEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=500)
+    try:
+        budget_alerts.check(e.tenant_id for e in events)
+    except Exception:  # an alert failing must never hold back the usage pipeline
+        log.exception("budget alerts failed")
     return len(events)
 
 

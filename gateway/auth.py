@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from gateway.errors import GatewayError
+from gateway.limits import BudgetSpec, LimitSpec, specs_for_key
 from portal.selectors import api_key_by_secret_hash, models_granted_to_key
 from portal.services import hash_secret
 
@@ -29,6 +30,9 @@ class Principal:
     allowed_models: frozenset[str]
     application: str = ""  # its name, for routing rules
     key_prefix: str = ""
+    application_id: int | None = None
+    limits: tuple[LimitSpec, ...] = ()  # rate limits its calls count against
+    budgets: tuple[BudgetSpec, ...] = ()  # hard budgets likewise
 
     def may_use(self, model: str) -> bool:
         return self.all_models or model in self.allowed_models
@@ -98,6 +102,7 @@ def _load(secret_hash: str) -> _Entry:
     key = api_key_by_secret_hash(secret_hash=secret_hash)
     if key is None or key.revoked_at is not None:
         return _Entry(None, None, fresh_until)
+    limit_specs, budget_specs = specs_for_key(key)
     principal = Principal(
         key_id=key.pk,
         tenant_id=key.tenant_id,
@@ -106,5 +111,8 @@ def _load(secret_hash: str) -> _Entry:
         allowed_models=models_granted_to_key(key=key),
         application=key.application.name if key.application_id else "",
         key_prefix=key.prefix,
+        application_id=key.application_id,
+        limits=limit_specs,
+        budgets=budget_specs,
     )
     return _Entry(principal, key.expires_at, fresh_until)

@@ -160,9 +160,7 @@ def load() -> Catalog:
     now = timezone.now()
     prices: dict[str, PriceEntry] = {}
     for price in Price.objects.filter(effective_from__lte=now).order_by("effective_from"):
-        prices[price.model_name] = PriceEntry(
-            price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok
-        )
+        prices[price.model_name] = PriceEntry.of(price)
     targets: dict[int, list[Target]] = {}
     rows = Deployment.objects.filter(enabled=True, provider__enabled=True).select_related(
         "provider", "model"
@@ -183,8 +181,11 @@ def load() -> Catalog:
                 provider.kind,
                 creds,
                 dep.weight,
-                # A deployment's own price ("provider/upstream_model") over its model's.
-                prices.get(f"{provider.name}/{dep.upstream_model}", prices.get(dep.model.name)),
+                # A deployment's own price ("provider/upstream_model"), its model's, else the
+                # catalog's list price of the upstream model (billing/data/prices.yaml).
+                prices.get(f"{provider.name}/{dep.upstream_model}")
+                or prices.get(dep.model.name)
+                or prices.get(dep.upstream_model),
                 Timeouts.for_deployment(dep.timeouts),
             )
         )

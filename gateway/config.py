@@ -15,9 +15,8 @@ from typing import Any
 
 import yaml
 from django.db import transaction
-from django.utils import timezone
 
-from billing.models import Price
+from billing import prices
 from gateway import secrets
 from gateway.config_routing import RoutingChecks
 from gateway.models import Deployment, LanguageModel, Provider, RoutingRule
@@ -26,6 +25,7 @@ from gateway.providers import KINDS
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 ENV_ANY = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
+PRICE_FIELDS = prices.FIGURES  # input, output, cached_input, reasoning per mtok; per_request_usd
 
 
 class ConfigError(Exception):
@@ -285,20 +285,24 @@ class _Validator(RoutingChecks):
         if not isinstance(node, dict):
             self.fail(parent, "'price' must be a mapping")
             return None
-        fields = {"input_per_mtok", "output_per_mtok", "cached_input_per_mtok"}
-        self.unknown(node, fields, "price")
+        self.unknown(node, set(PRICE_FIELDS), "price")
         out: dict[str, Decimal] = {}
-        for key in fields:
+        for key in PRICE_FIELDS:  # reasoning: null bills it as output; per_request_usd: 0
             if key not in node:
-                if key != "cached_input_per_mtok":
+                if key in ("input_per_mtok", "output_per_mtok"):
                     self.fail(node, f"price '{key}' is required")
                 continue
             try:
                 value = Decimal(str(node[key]))
             except InvalidOperation:
                 value = Decimal(-1)
-            if isinstance(node[key], bool) or not value.is_finite() or value < 0:
-                self.fail(node, f"price '{key}' must be a number >= 0")
+            if (
+                isinstance(node[key], bool)
+                or not value.is_finite()
+                or not 0 <= value < 1_000_000
+                or value != value.quantize(Decimal("0.000001"))
+            ):
+                self.fail(node, f"price '{key}' must be a number >= 0 (6 decimal places at most)")
             out[key] = value
         return out
 
@@ -424,18 +428,6 @@ def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyR
 
 
 def _apply_price(model_name: str, price: dict[str, Decimal], report: ApplyReport) -> None:
-    wanted = (price["input_per_mtok"], price["output_per_mtok"], price.get("cached_input_per_mtok"))
-    latest = Price.objects.filter(model_name=model_name).order_by("-effective_from").first()
-    if (
-        latest
-        and (latest.input_per_mtok, latest.output_per_mtok, latest.cached_input_per_mtok) == wanted
-    ):
-        return
-    Price.objects.create(
-        model_name=model_name,
-        input_per_mtok=wanted[0],
-        output_per_mtok=wanted[1],
-        cached_input_per_mtok=wanted[2],
-        effective_from=timezone.now(),
-    )
-    report.changes.append(f"new price for {model_name}")
+    # A change in any figure (or a row that another source wrote) adds a row effective now.
+    if prices.price_record(model_name, price, source=prices.CONFIG_SOURCE) is not None:
+        report.changes.append(f"new price for {model_name}")

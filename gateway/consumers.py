@@ -103,6 +103,7 @@ class GatewayConsumer(AsyncHttpConsumer):
         headers = []
         if err.retry_after is not None:
             headers.append((b"retry-after", str(int(err.retry_after + 0.999)).encode()))
+        headers += err.headers
         return pipeline.Reply(err.status, headers, orjson.dumps(self.render_error(err)))
 
     async def _send_reply(self, reply: pipeline.Reply, record: UsageRecord, receive) -> None:

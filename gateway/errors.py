@@ -60,6 +60,7 @@ class GatewayError(Exception):
         self.code = code
         self.retryable = retryable
         self.retry_after = retry_after
+        self.headers: list[tuple[bytes, bytes]] = []  # e.g. x-ratelimit-* on a 429
 
     def __repr__(self) -> str:
         return f"GatewayError({self.kind!r}, {self.message!r}, status={self.status})"

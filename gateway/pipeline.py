@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import orjson
 
 from billing.pricing import PriceEntry, cost_of
-from gateway import auth, catalog, choice, router, tokens
+from gateway import auth, catalog, choice, limits, router, tokens
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError, invalid
 from gateway.providers.base import ClientCodec
@@ -68,6 +69,8 @@ def _route_headers(record: UsageRecord) -> list[tuple[bytes, bytes]]:
         (b"x-waystation-model", record.upstream_model.encode()),
         (b"x-waystation-attempts", str(len(record.attempts)).encode()),
     ]
+    if record.ticket is not None:
+        headers += record.ticket.headers
     if record.routing:
         headers.append((b"x-waystation-route", record.routing.encode("latin-1", "replace")))
     if record.cost is not None:
@@ -83,6 +86,9 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     record.public_model, record.stream = req.model, req.stream
     chosen = await choice.choose(principal, req, call.headers)
     entry, record.routing = chosen.entry, chosen.reason
+    if principal.limits or principal.budgets:
+        prompt = tokens.estimate_prompt_tokens(req)
+        await _admit(principal, record, entry, prompt, req.max_tokens or DEFAULT_ANSWER_TOKENS)
     if req.stream:
         opened = await router.open_stream(entry, req, record.attempts)
         _attribute(record, opened.target)
@@ -99,6 +105,25 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     _account(record, target.price, req, resp.usage, _response_text(resp))
     body = orjson.dumps(codec.render_response(resp, req.model))
     return Reply(200, _route_headers(record), body)
+
+
+DEFAULT_ANSWER_TOKENS = 256  # reserved for an answer whose max_tokens isn't given
+
+
+async def _admit(
+    principal: auth.Principal, record: UsageRecord, entry: ModelEntry, prompt: int, answer: int
+) -> None:
+    """Charge the estimate against the caller's limits and budgets; settled at emit."""
+    price = entry.price or next((t.price for t in entry.targets if t.price), None)
+    cost = cost_of(Usage(prompt, answer), price) or Decimal(0)
+    record.ticket = await limits.admit(
+        request_id=record.request_id,
+        limits=principal.limits,
+        budgets=principal.budgets,
+        model=record.public_model,
+        estimated_tokens=prompt + answer,
+        estimated_cost=cost,
+    )
 
 
 def _response_text(resp: ChatResponse) -> str:
@@ -124,6 +149,7 @@ def _account(
             if usage.output_tokens is not None
             else tokens.count_text_tokens(output_text),
             cached_input_tokens=usage.cached_input_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
         )
     record.set_usage(usage, estimated)
     record.cost = cost_of(usage, price)
@@ -171,6 +197,9 @@ async def embeddings(call: Call) -> Reply:
     req = parsed.request
     record.public_model = req.model
     entry = await catalog.resolve(req.model, principal.may_use(req.model), mode="embedding")
+    if principal.limits or principal.budgets:
+        chars = sum(len(text) for text in req.inputs)
+        await _admit(principal, record, entry, chars // tokens.CHARS_PER_TOKEN, 0)
     resp, target = await router.embed(entry, req, record.attempts)
     _attribute(record, target, resp.model)
     usage = resp.usage

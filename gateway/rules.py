@@ -13,7 +13,8 @@ from functools import cached_property
 from typing import Any
 
 from gateway.auth import Principal
-from gateway.schemas import ChatRequest, ImagePart
+from gateway.schemas import ChatRequest
+from gateway.tokens import estimate_prompt_tokens
 
 CONDITIONS = (
     "model",
@@ -28,8 +29,6 @@ CONDITIONS = (
     "pattern",
     "keywords",
 )
-CHARS_PER_TOKEN = 4  # a cheap estimate; the tokenizer is too slow to run before routing
-IMAGE_TOKENS = 800
 
 
 class Facts:
@@ -59,12 +58,7 @@ class Facts:
 
     @cached_property
     def prompt_tokens(self) -> int:
-        chars, images = 0, 0
-        for message in self.req.messages:
-            chars += len(message.text) + sum(len(c.arguments) for c in message.tool_calls)
-            images += sum(isinstance(p, ImagePart) for p in message.content)
-        chars += sum(len(t.name) + len(str(t.parameters)) for t in self.req.tools)
-        return chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS
+        return estimate_prompt_tokens(self.req)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ class UsageRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None  # counted within output_tokens
     tokens_estimated: bool = False
     cost: Decimal | None = None
     latency_ms: float = 0.0
@@ -51,6 +52,7 @@ class UsageRecord:
     error_type: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
     emitted: bool = False
+    ticket: Any = None  # gateway.limits.Ticket: settled with the real tokens and cost at emit
 
     @classmethod
     def begin(cls, request_id: str, route: str) -> UsageRecord:
@@ -60,6 +62,7 @@ class UsageRecord:
         self.input_tokens = usage.input_tokens
         self.output_tokens = usage.output_tokens
         self.cached_input_tokens = usage.cached_input_tokens
+        self.reasoning_tokens = usage.reasoning_tokens
         self.tokens_estimated = estimated
 
     def mark_first_token(self) -> None:
@@ -68,7 +71,7 @@ class UsageRecord:
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
-        del row["started"], row["emitted"]
+        del row["started"], row["emitted"], row["ticket"]
         row["cost"] = str(self.cost) if self.cost is not None else None
         return row
 
@@ -83,6 +86,11 @@ def emit(record: UsageRecord) -> None:
         return
     record.emitted = True
     record.latency_ms = (time.perf_counter() - record.started) * 1000
+    if record.ticket is not None:
+        tokens = (record.input_tokens or 0) + (record.output_tokens or 0)
+        counted = record.input_tokens is not None or record.output_tokens is not None
+        record.ticket.settle(tokens if counted else None, record.cost)
+        record.ticket = None  # settled; and asdict() would copy it into the event
     _sink().put(record.as_row())
 
 
@@ -105,18 +113,58 @@ async def flush() -> None:
 
 
 class RedisStreamSink:
+    """Appends events to the stream, one pipeline per flush, never on the request path.
+
+    While Redis is away the events wait here: at most USAGE_BUFFER_MAX (past that the oldest
+    are dropped, and the log says how many), retried by one flush loop with exponential
+    backoff and jitter up to USAGE_RETRY_MAX_SECONDS. A write that fails midway is retried
+    whole, so an event may reach the stream twice: the store is idempotent on request_id.
+    Events still buffered when the process exits are lost (logged at shutdown).
+    """
+
+    CHUNK = 1000  # events per pipeline: a backlog goes out in pieces, each kept once written
+
     def __init__(self) -> None:
-        self._buffer: list[bytes] = []
-        self._scheduled = False
+        from collections import deque
+
+        self._buffer: deque[bytes] = deque(maxlen=max(1, settings.USAGE_BUFFER_MAX))
+        self._scheduled = False  # a flush is due or running: put() need not schedule one
+        self._failures = 0  # consecutive failed writes
+        self._dropped = 0  # events pushed out of the full buffer, not yet logged
+        self._tasks: set[asyncio.Future[None]] = set()  # the loop holds tasks weakly
         self._clients: dict[int, Any] = {}
 
     def put(self, row: dict[str, Any]) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            self._dropped += 1
         self._buffer.append(orjson.dumps(row))
         if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_later(
-                settings.USAGE_FLUSH_SECONDS, lambda: asyncio.ensure_future(self.flush())
-            )
+            self._schedule(settings.USAGE_FLUSH_SECONDS)
+
+    def _schedule(self, delay: float) -> None:
+        self._scheduled = True
+        asyncio.get_running_loop().call_later(delay, self._start)
+
+    def _start(self) -> None:
+        task = asyncio.ensure_future(self._run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        """The scheduled flush: write, and while Redis fails, back off and write again."""
+        try:
+            while not await self._write():
+                await asyncio.sleep(self._backoff())
+        finally:
+            self._scheduled = False
+        if self._buffer:  # arrived while writing: the next flush window
+            self._schedule(settings.USAGE_FLUSH_SECONDS)
+
+    def _backoff(self) -> float:
+        import random
+
+        ceiling = min(settings.USAGE_RETRY_MAX_SECONDS, 0.1 * 2 ** min(self._failures, 20))
+        return ceiling * random.uniform(0.5, 1.0)
 
     def _client(self) -> Any:
         import redis.asyncio as redis
@@ -127,24 +175,65 @@ class RedisStreamSink:
         return self._clients[loop_id]
 
     async def flush(self) -> None:
-        self._scheduled = False
-        batch, self._buffer = self._buffer, []
-        if not batch:
-            return
-        try:
-            async with self._client().pipeline(transaction=False) as pipe:
-                for event in batch:
-                    pipe.xadd(settings.USAGE_STREAM_KEY, {"e": event})
-                await pipe.execute()
-        except Exception:
-            # Keep them for the next flush rather than lose them while Redis is away.
-            log.exception("usage: could not append %d events to the stream", len(batch))
-            self._buffer[:0] = batch
+        """Write what is buffered now; if Redis fails, the events stay and a retry is due."""
+        if not await self._write():
+            if self._buffer:
+                log.error("usage: %d events still buffered, Redis unreachable", len(self._buffer))
             if not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_later(
-                    1.0, lambda: asyncio.ensure_future(self.flush())
-                )
+                self._schedule(self._backoff())
+
+    async def _write(self) -> bool:
+        """Append the buffer to the stream; False, with the unwritten rest kept, on failure."""
+        from collections import deque
+        from itertools import chain
+
+        batch, self._buffer = self._buffer, deque(maxlen=self._buffer.maxlen)
+        chunk: list[bytes] = []
+        written = 0
+        try:
+            while batch:
+                chunk = [batch.popleft() for _ in range(min(self.CHUNK, len(batch)))]
+                async with self._client().pipeline(transaction=False) as pipe:
+                    for event in chunk:
+                        pipe.xadd(settings.USAGE_STREAM_KEY, {"e": event})
+                    await pipe.execute()
+                written += len(chunk)
+                chunk = []
+        except BaseException as exc:
+            # Back in front of what arrived meanwhile; a full buffer drops the oldest.
+            batch.extendleft(reversed(chunk))
+            keep = self._buffer.maxlen or 0
+            self._dropped += max(0, len(batch) + len(self._buffer) - keep)
+            self._buffer = deque(chain(batch, self._buffer), maxlen=keep)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the events are kept all the same
+            self._failures += 1
+            log.warning(
+                "usage: could not append to the stream (attempt %d, %d events buffered): %r",
+                self._failures,
+                len(self._buffer),
+                exc,
+            )
+            self._log_dropped()
+            return False
+        if self._failures:
+            log.warning(
+                "usage: stream writable again after %d failed attempts; appended %d events",
+                self._failures,
+                written,
+            )
+            self._failures = 0
+        self._log_dropped()
+        return True
+
+    def _log_dropped(self) -> None:
+        if self._dropped:
+            log.error(
+                "usage: dropped %d events, the buffer (USAGE_BUFFER_MAX=%d) was full",
+                self._dropped,
+                self._buffer.maxlen,
+            )
+            self._dropped = 0
 
 
 class EmbeddedSink:

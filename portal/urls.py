@@ -2,13 +2,25 @@
 
 from django.urls import path
 
-from portal.views import applications, catalog, operator, tenants, tokens
+from portal.views import (
+    applications,
+    budgets,
+    catalog,
+    operator,
+    prices,
+    reports,
+    tenants,
+    tokens,
+    usage,
+)
 
 app_name = "portal"
 urlpatterns = [
     path("", tenants.dashboard, name="dashboard"),
     path("operator/routing/", operator.routing, name="routing"),
     path("operator/routing/<int:deployment_id>/", operator.routing_drain, name="routing_drain"),
+    path("operator/prices/", prices.prices_page, name="prices"),
+    path("operator/prices/add/", prices.price_add, name="price_add"),
     path("tenants/new/", tenants.tenant_create, name="tenant_create"),
     path("tenants/switch/", tenants.tenant_switch, name="tenant_switch"),
     path("t/<slug:slug>/applications/", applications.applications, name="applications"),
@@ -24,6 +36,32 @@ urlpatterns = [
         "t/<slug:slug>/members/<int:member_id>/remove/", tenants.member_remove, name="member_remove"
     ),
     path("t/<slug:slug>/audit/", tenants.audit, name="audit"),
+    path("t/<slug:slug>/reports/", reports.reports_page, name="reports"),
+    path(
+        "t/<slug:slug>/reports/webhook/",
+        reports.report_webhook_save,
+        name="report_webhook_save",
+    ),
+    path("t/<slug:slug>/reports/<str:month>/", reports.report_page, name="report"),
+    path(
+        "t/<slug:slug>/reports/<str:month>/<str:fmt>/",
+        reports.report_download,
+        name="report_download",
+    ),
+    path("t/<slug:slug>/usage/", usage.usage_page, name="usage"),
+    path("t/<slug:slug>/budgets/", budgets.budgets, name="budgets"),
+    path("t/<slug:slug>/budgets/save/", budgets.budget_save, name="budget_save"),
+    path(
+        "t/<slug:slug>/budgets/<int:budget_id>/remove/",
+        budgets.budget_remove,
+        name="budget_remove",
+    ),
+    path("t/<slug:slug>/rate-limits/save/", budgets.rate_limit_save, name="rate_limit_save"),
+    path(
+        "t/<slug:slug>/rate-limits/<int:limit_id>/remove/",
+        budgets.rate_limit_remove,
+        name="rate_limit_remove",
+    ),
     path("applications/<int:app_id>/", applications.application_detail, name="application_detail"),
     path("applications/<int:app_id>/keys/new/", applications.key_create, name="key_create"),
     path("keys/<int:key_id>/rotate/", applications.key_rotate, name="key_rotate"),

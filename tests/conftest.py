@@ -86,12 +86,14 @@ def gateway(gateway_server, transactional_db):
     """The running gateway, with per-process caches emptied for this test's data."""
     from django.conf import settings
 
-    from gateway import auth, balance, breaker, catalog, shared, usage
+    from gateway import auth, balance, breaker, catalog, limits, shared, usage
 
     catalog.invalidate()
     auth._cache.clear()
     breaker._breakers = None  # fresh breakers: a test's failures must not open the next's
     shared.reset()
+    limits._memory.values.clear()
+    limits._memory.sets.clear()
     balance.in_flight.clear()
     balance.latency_ms.clear()
     # Events of earlier tests must not land in this test's database.
@@ -100,9 +102,12 @@ def gateway(gateway_server, transactional_db):
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
-        client.delete(
-            settings.USAGE_STREAM_KEY, shared.BALANCE_KEY, *client.keys("waystation:breakers:*")
-        )
+        counters = [
+            *client.keys("waystation:breakers:*"),
+            *client.keys("waystation:rl:*"),
+            *client.keys("waystation:budget:*"),
+        ]
+        client.delete(settings.USAGE_STREAM_KEY, shared.BALANCE_KEY, *counters)
     return gateway_server
 
 

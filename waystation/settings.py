@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -129,6 +130,15 @@ CELERY_TASK_ALWAYS_EAGER = not DISTRIBUTED
 CELERY_TASK_ACKS_LATE = True
 CELERY_BEAT_SCHEDULE = {
     "drain-usage-stream": {"task": "billing.tasks.drain_usage_stream", "schedule": 1.0},
+    # Usage rollups (billing.rollups): the current and previous bucket, again and again, as
+    # events arrive late; reports stay exact in between.
+    "rollup-recent-hours": {"task": "billing.tasks.rollup_recent_hours", "schedule": 300.0},
+    "rollup-recent-days": {"task": "billing.tasks.rollup_recent_days", "schedule": 1800.0},
+    # Last month's cost reports to the chargeback webhooks: hourly on the 1st, each once.
+    "push-monthly-reports": {
+        "task": "billing.tasks.push_monthly_reports",
+        "schedule": crontab(minute=30, day_of_month="1"),
+    },
 }
 
 LANGUAGE_CODE = "en-us"
@@ -211,11 +221,19 @@ GATEWAY_CONNECT_TIMEOUT = env_float("GATEWAY_CONNECT_TIMEOUT", 10.0)
 GATEWAY_READ_TIMEOUT = env_float("GATEWAY_READ_TIMEOUT", 120.0)  # idle gap within a stream
 GATEWAY_FIRST_TOKEN_TIMEOUT = env_float("GATEWAY_FIRST_TOKEN_TIMEOUT", 60.0)
 GATEWAY_TOTAL_TIMEOUT = env_float("GATEWAY_TOTAL_TIMEOUT", 600.0)
+# Redis unreachable: True keeps serving with per-process limits, False answers 503.
+GATEWAY_LIMITS_FAIL_OPEN = env_bool("GATEWAY_LIMITS_FAIL_OPEN", True)
 GATEWAY_BREAKER_FAILURES = env_int("GATEWAY_BREAKER_FAILURES", 5)
 GATEWAY_BREAKER_WINDOW_SECONDS = env_float("GATEWAY_BREAKER_WINDOW_SECONDS", 30.0)
 GATEWAY_BREAKER_COOLDOWN_SECONDS = env_float("GATEWAY_BREAKER_COOLDOWN_SECONDS", 30.0)
 USAGE_STREAM_KEY = env_str("USAGE_STREAM_KEY", "waystation:usage")
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 0.05)
+# Redis away: a gateway process keeps up to this many events (then drops the oldest, logged)
+# and retries with exponential backoff up to USAGE_RETRY_MAX_SECONDS.
+USAGE_BUFFER_MAX = env_int("USAGE_BUFFER_MAX", 100_000)
+USAGE_RETRY_MAX_SECONDS = env_float("USAGE_RETRY_MAX_SECONDS", 5.0)
+# Entries a consumer read and left unacknowledged this long (it died) go to another worker.
+USAGE_RECLAIM_IDLE_MS = env_int("USAGE_RECLAIM_IDLE_MS", 60_000)
 
 LOGGING = {
     "version": 1,

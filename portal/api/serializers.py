@@ -298,3 +298,57 @@ class IssuedTokenOutputSerializer(TokenOutputSerializer):
 
 class TokenCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
+
+
+# --- monthly cost reports (billing.reports) ----------------------------------------------
+
+_MONEY_HELP = "USD as an exact decimal string (unrounded; round to cents for display)."
+
+
+class CostReportLineOutputSerializer(serializers.Serializer):
+    id = serializers.CharField(
+        allow_null=True,
+        help_text="Application id, key id or model name, as a string; null: none, or the total.",
+    )
+    name = serializers.CharField()
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="Requests answered with a status >= 400.")
+    unpriced_requests = serializers.IntegerField(
+        help_text="Requests whose cost is unknown (no price or no token counts)."
+    )
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="Input plus output tokens.")
+    cost_usd = serializers.CharField(help_text=_MONEY_HELP)
+    cache_savings_usd = serializers.CharField(
+        help_text="What cached input tokens did not cost: cached tokens x (input price - "
+        "cached-input price), at the prices in force at each request. " + _MONEY_HELP
+    )
+
+
+class CostReportTrendOutputSerializer(serializers.Serializer):
+    previous_month = serializers.CharField(help_text="YYYY-MM")
+    previous_cost_usd = serializers.CharField(help_text=_MONEY_HELP)
+    change_usd = serializers.CharField(help_text="This month's cost minus the previous one's.")
+    change_pct = serializers.CharField(
+        allow_null=True, help_text="Change in percent, to 0.01; null if the previous month cost 0."
+    )
+
+
+class CostReportOutputSerializer(serializers.Serializer):
+    """A tenant's cost in one calendar month (UTC); `total.cost_usd` equals the sum of the
+    month's usage events exactly, and each breakdown sums to the total."""
+
+    tenant = serializers.SlugField()
+    tenant_name = serializers.CharField()
+    month = serializers.CharField(help_text="YYYY-MM")
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField(help_text="Exclusive.")
+    generated_at = serializers.DateTimeField()
+    currency = serializers.CharField()
+    total = CostReportLineOutputSerializer()
+    by_application = CostReportLineOutputSerializer(many=True)
+    by_key = CostReportLineOutputSerializer(many=True)
+    by_model = CostReportLineOutputSerializer(many=True)
+    trend = CostReportTrendOutputSerializer()

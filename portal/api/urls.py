@@ -10,6 +10,12 @@ from portal.api.views.applications import (
     ApplicationListCreateApi,
 )
 from portal.api.views.audit import AuditEventListApi, TokenListCreateApi, TokenRevokeApi
+from portal.api.views.budgets import (
+    BudgetDetailApi,
+    BudgetListSetApi,
+    RateLimitDetailApi,
+    RateLimitListSetApi,
+)
 from portal.api.views.catalog import (
     ApplicationSubscriptionListCreateApi,
     ProductDetailApi,
@@ -21,6 +27,7 @@ from portal.api.views.catalog import (
     SubscriptionRevokeApi,
     SubscriptionSuspendApi,
 )
+from portal.api.views.reports import CostReportApi
 from portal.api.views.tenants import (
     InvitationListCreateApi,
     MemberDetailApi,
@@ -28,6 +35,7 @@ from portal.api.views.tenants import (
     TenantDetailApi,
     TenantListCreateApi,
 )
+from portal.api.views.usage import UsageApi
 
 app_name = "api"
 
@@ -86,6 +94,22 @@ urlpatterns = [
         "subscriptions/<int:id>/revoke/",
         SubscriptionRevokeApi.as_view(),
         name="subscription-revoke",
+    ),
+    # budgets, rate limits and usage
+    path("tenants/<slug:slug>/budgets/", BudgetListSetApi.as_view(), name="budgets"),
+    path("tenants/<slug:slug>/budgets/<int:id>/", BudgetDetailApi.as_view(), name="budget"),
+    path("tenants/<slug:slug>/rate-limits/", RateLimitListSetApi.as_view(), name="rate-limits"),
+    path(
+        "tenants/<slug:slug>/rate-limits/<int:id>/",
+        RateLimitDetailApi.as_view(),
+        name="rate-limit",
+    ),
+    path("tenants/<slug:slug>/usage/", UsageApi.as_view(), name="usage"),
+    # monthly cost reports
+    path(
+        "tenants/<slug:slug>/cost-reports/<str:month>/",
+        CostReportApi.as_view(),
+        name="cost-report",
     ),
     # audit log and personal access tokens
     path("audit/", AuditEventListApi.as_view(), name="audit"),

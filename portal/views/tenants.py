@@ -59,7 +59,15 @@ def tenant_create(request):
     return render(request, "portal/tenant_form.html", {"form": form})
 
 
-TENANT_PAGES = {"applications", "application_create", "members", "audit"}
+TENANT_PAGES = {
+    "applications",
+    "application_create",
+    "members",
+    "audit",
+    "usage",
+    "budgets",
+    "reports",
+}
 SHARED_PAGES = {"catalog", "product_detail", "approvals", "tokens", "dashboard"}
 
 

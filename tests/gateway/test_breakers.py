@@ -1,9 +1,5 @@
 """Circuit breakers: open after failures, skip, probe once after the cooldown, shared by processes."""
 
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -11,7 +7,7 @@ import openai
 import pytest
 from django.conf import settings as django_settings
 
-from tests.gateway.helpers import apply_yaml, new_key
+from tests.gateway.helpers import another_gateway, apply_yaml, new_key
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -84,59 +80,12 @@ def test_a_breaker_opened_by_one_process_is_honoured_by_another(setup, openai_fa
     key, client = setup
     settings.GATEWAY_BREAKER_COOLDOWN_SECONDS = 30  # outlasts the second process's start
     open_the_breaker(client, openai_fake)
-    other = _second_gateway()
-    try:
+    with another_gateway(GATEWAY_BREAKER_COOLDOWN_SECONDS="30") as other:
         resp = httpx.post(
             other + "/v1/chat/completions",
             timeout=10,
             headers={"authorization": f"Bearer {key}"},
             json={"model": "guarded", "messages": HELLO},
         )
-    finally:
-        _stop(other)
     assert resp.status_code == 503
     assert len(openai_fake.requests) == 3
-
-
-_processes = {}
-
-
-def _second_gateway() -> str:
-    db = django_settings.DATABASES["default"]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": django_settings.REDIS_URL,
-        "GATEWAY_BREAKER_COOLDOWN_SECONDS": "30",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "waystation.asgi:application",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(base + "/healthz", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    _processes[base] = proc
-    return base
-
-
-def _stop(base: str) -> None:
-    proc = _processes.pop(base)
-    proc.terminate()
-    proc.wait(timeout=10)

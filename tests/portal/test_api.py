@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +13,7 @@ from django.urls import URLResolver, get_resolver, reverse
 from openapi_spec_validator import validate
 from rest_framework.test import APIClient
 
+from billing import controls
 from gateway.models import LanguageModel
 from portal import services
 from portal.access import MATRIX
@@ -26,7 +28,7 @@ from portal.models import (
     Role,
     Subscription,
 )
-from portal.services import Actor, hash_secret
+from portal.services import SYSTEM, Actor, hash_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -260,6 +262,8 @@ def isolation_cases(w) -> dict[tuple[str, str], tuple[str, dict | None]]:
     a, app, key, sub = w.a.slug, w.app.id, w.key.id, w.sub.id
     member = w.members[w.bob].id
     product = w.private_product.slug
+    budget = controls.budget_set(actor=SYSTEM, tenant=w.a, amount_usd=Decimal(5)).pk
+    limit = controls.rate_limit_set(actor=SYSTEM, tenant=w.a, requests_per_minute=5).pk
     return {
         ("tenant", "get"): (url("tenant", slug=a), None),
         ("members", "get"): (url("members", slug=a), None),
@@ -291,13 +295,23 @@ def isolation_cases(w) -> dict[tuple[str, str], tuple[str, dict | None]]:
         ("subscription-resume", "post"): (url("subscription-resume", id=sub), {}),
         ("subscription-revoke", "post"): (url("subscription-revoke", id=sub), {}),
         ("token-revoke", "post"): (url("token-revoke", id=w.token.id), None),
+        ("cost-report", "get"): (url("cost-report", slug=a, month="2026-01"), None),
+        ("budgets", "get"): (url("budgets", slug=a), None),
+        ("budgets", "post"): (url("budgets", slug=a), {"amount_usd": "1000"}),
+        ("budget", "get"): (url("budget", slug=a, id=budget), None),
+        ("budget", "delete"): (url("budget", slug=a, id=budget), None),
+        ("rate-limits", "get"): (url("rate-limits", slug=a), None),
+        ("rate-limits", "post"): (url("rate-limits", slug=a), {"requests_per_minute": 1}),
+        ("rate-limit", "get"): (url("rate-limit", slug=a, id=limit), None),
+        ("rate-limit", "delete"): (url("rate-limit", slug=a, id=limit), None),
+        ("usage", "get"): (url("usage", slug=a), None),
     }
 
 
 def test_another_tenants_ids_and_slugs_answer_404_on_every_route(w):
     mallory = as_(w.mallory)
-    events_before = AuditEvent.objects.count()
     cases = isolation_cases(w)
+    events_before = AuditEvent.objects.count()
     answered = 0
     for (name, method), (path, body) in cases.items():
         response = getattr(mallory, method)(path, body)
