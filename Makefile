@@ -20,6 +20,7 @@ install: $(VENV)/.installed
 run: install
 	@mkdir -p var
 	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py seed_prices
 	PORT=$(PORT) $(PY) manage.py seed_demo
 	@echo "Serving portal and gateway on http://127.0.0.1:$(PORT)"
 	$(VENV)/bin/uvicorn waystation.asgi:application --host 127.0.0.1 --port $(PORT) --no-access-log --log-level warning

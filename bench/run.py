@@ -1054,19 +1054,10 @@ def limits_overhead(t):
 def routing_overhead(t):
     """1 connection, alternating the one-deployment model and the four-deployment model with
     rules, so drift hits both alike; then the same two in process without HTTP (routing_micro)."""
-    plain = write_wrk_script(t)
     routed_t = Target(t.name)
     routed_t.__dict__.update(t.__dict__)
     routed_t.name, routed_t.json_model = t.name + "-routed", WAYSTATION_ROUTED_MODEL
-    routed = write_wrk_script(routed_t)
-    seconds = max(3.0, DURATION / 2)
-    rounds = {"baseline": [], "routed": []}
-    for _ in range(3):
-        for tag, target, script in (("baseline", t, plain), ("routed", routed_t, routed)):
-            r = run_wrk(target, script, 1, seconds, f"-routing-{tag}")
-            rounds[tag].append(r["p50_ms"])
-            if r["errors"]:
-                raise RuntimeError(f"routing phase: {r['errors']} errors on {tag}")
+    rounds, seconds = alternate_p50([("baseline", t), ("routed", routed_t)])
     out = {
         "seconds_per_round": seconds,
         "baseline_p50_ms": rounds["baseline"],

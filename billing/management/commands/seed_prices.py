@@ -20,5 +20,6 @@ class Command(BaseCommand):
     def handle(self, *args, file: str, force: bool, **options):
         added = prices.seed_prices(file, force=force)
         for name in added:
-            self.stdout.write(f"new price for {name}")
+            if options["verbosity"] > 1:
+                self.stdout.write(f"new price for {name}")
         self.stdout.write(f"{file}: {len(added) or 'no'} new price(s)")
