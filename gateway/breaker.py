@@ -11,11 +11,13 @@ Embedded mode keeps the same state in memory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 
+log = logging.getLogger(__name__)
 OPEN_KEY = "waystation:breakers:open"  # hash: deployment -> open-until (unix time)
 
 
@@ -127,9 +129,21 @@ class Breakers:
         if until is None:
             return True
         now = time.time()
-        return until <= now and await self.store.claim_probe(dep, now, policy())
+        if until > now:
+            return False
+        try:
+            return await self.store.claim_probe(dep, now, policy())
+        except Exception as exc:  # noqa: BLE001 - Redis away: let the probe through
+            _unreachable(exc)
+            return True
 
     async def record(self, dep: str, ok: bool) -> None:
+        try:
+            await self._record(dep, ok)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the answer matters more
+            _unreachable(exc)
+
+    async def _record(self, dep: str, ok: bool) -> None:
         if ok:
             if dep in self.open:
                 self.open.pop(dep, None)
@@ -144,6 +158,14 @@ class Breakers:
 
 
 _breakers: Breakers | None = None
+_warned_at = 0.0
+
+
+def _unreachable(exc: Exception) -> None:
+    global _warned_at
+    if time.monotonic() - _warned_at > 10:
+        _warned_at = time.monotonic()
+        log.warning("circuit breakers: Redis unreachable (%s); not counting for now", exc)
 
 
 def breakers() -> Breakers:

@@ -10,6 +10,7 @@ call. Embedded mode has one process and nothing to share but the breakers' memor
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -22,8 +23,10 @@ STALE_SECONDS = 2.0  # a process silent this long no longer counts
 FORGET_SECONDS = 30.0  # ... and its fields are removed
 BALANCE_KEY = "waystation:balance"  # hash: beat|proc, busy|proc|dep, ms|proc|dep
 PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+log = logging.getLogger(__name__)
 
 _synced_at = 0.0
+_warned_at = 0.0
 _syncing: asyncio.Future[None] | None = None
 
 
@@ -53,6 +56,16 @@ def reset() -> None:
 
 
 async def _sync() -> None:
+    try:
+        await _exchange()
+    except Exception as exc:  # noqa: BLE001 - Redis away: keep serving on the last copy
+        global _warned_at
+        if time.monotonic() - _warned_at > 10:
+            _warned_at = time.monotonic()
+            log.warning("shared routing state: Redis unreachable (%s); using the last copy", exc)
+
+
+async def _exchange() -> None:
     health = breakers()
     store = health.store
     if not isinstance(store, RedisStore):

@@ -128,6 +128,9 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not DISTRIBUTED
 CELERY_TASK_ACKS_LATE = True
+# Fetch a task only when a process is free: a worker holding prefetched, unacknowledged
+# messages when Redis goes away dies in kombu's restore_unacked (Celery/kombu 5.7).
+CELERY_WORKER_DISABLE_PREFETCH = True
 CELERY_BEAT_SCHEDULE = {
     "drain-usage-stream": {"task": "billing.tasks.drain_usage_stream", "schedule": 1.0},
     # Usage rollups (billing.rollups): the current and previous bucket, again and again, as
