@@ -66,7 +66,11 @@ WAYSTATION_SETUP = os.environ.get(
     "BENCH_WS_SETUP",
     "\n".join(
         [
-            "createdb -h 127.0.0.1 -U postgres waystation_bench 2>/dev/null || true",
+            # A fresh database and Redis index each run: usage rows of earlier runs would slow
+            # the worker's queries (budget checks) and make runs incomparable.
+            "dropdb -h 127.0.0.1 -U postgres --if-exists --force waystation_bench",
+            "createdb -h 127.0.0.1 -U postgres waystation_bench",
+            "redis-cli -n 5 flushdb >/dev/null",
             ".venv/bin/python manage.py migrate --noinput",
             ".venv/bin/python manage.py apply_config bench/config.yaml",
         ]

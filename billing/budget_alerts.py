@@ -1,6 +1,9 @@
 """Budget thresholds: when stored usage crosses one (50, 80, 100 % ...), tell people once.
 
-Run after each batch of usage events is stored, for the tenants in it. A notice row per
+Each stored batch marks its tenants; a tenant's budgets are evaluated at most every
+BUDGET_ALERT_INTERVAL_SECONDS per process (an aggregate over the period's events per budget is
+not free), by the batch itself or by the `sweep` that the usage writers run every second, so a
+crossing is noticed within that interval even when no more traffic follows. A notice row per
 budget, period and threshold makes each notification go out once even when two workers see
 the crossing at the same moment. It goes by email (the budget's addresses, else the tenant's
 owners and admins) and, when there is one, to the budget's webhook or else the tenant's
@@ -11,12 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 
@@ -28,6 +33,30 @@ log = logging.getLogger(__name__)
 
 EVENT = "budget.threshold"
 FOREVER = datetime(1970, 1, 1, tzinfo=UTC)  # the "period" of a total budget
+
+
+_pending: set[int] = set()
+_checked_at: dict[int, float] = {}
+_lock = threading.Lock()
+
+
+def note(tenant_ids: Iterable[int | None]) -> int:
+    """These tenants spent: evaluate their budgets now, or at the next sweep when they were
+    evaluated less than the interval ago. Returns the notifications sent."""
+    with _lock:
+        _pending.update(t for t in tenant_ids if t is not None)
+    return sweep()
+
+
+def sweep() -> int:
+    """Evaluate the pending tenants whose interval has passed."""
+    now = time.monotonic()
+    interval = settings.BUDGET_ALERT_INTERVAL_SECONDS
+    with _lock:
+        due = {t for t in _pending if now - _checked_at.get(t, -interval) >= interval}
+        _pending.difference_update(due)
+        _checked_at.update(dict.fromkeys(due, now))
+    return check(due) if due else 0
 
 
 def check(tenant_ids: Iterable[int | None]) -> int:

@@ -24,7 +24,7 @@ def usage_store_batch(*, rows: list[dict[str, Any]]) -> int:
     with transaction.atomic():
         UsageEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=500)
     try:
-        budget_alerts.check(e.tenant_id for e in events)
+        budget_alerts.note(e.tenant_id for e in events)
     except Exception:  # an alert failing must never hold back the usage pipeline
         log.exception("budget alerts failed")
     return len(events)

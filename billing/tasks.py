@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from billing import usage_stream
+from billing import budget_alerts, usage_stream
 
 
 # Acknowledged on receipt: the stream's consumer group, not this message, holds what is owed
@@ -12,7 +12,9 @@ from billing import usage_stream
 def drain_usage_stream() -> int:
     if not settings.DISTRIBUTED:
         return 0  # embedded mode writes in-process
-    return usage_stream.drain()
+    stored = usage_stream.drain()
+    budget_alerts.sweep()
+    return stored
 
 
 @shared_task(ignore_result=True)

@@ -253,10 +253,18 @@ class EmbeddedSink:
         self._queue.join()
 
     def _run(self) -> None:
+        from billing.budget_alerts import sweep
         from billing.services import usage_store_batch
 
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=1.0)]
+            except queue.Empty:
+                try:
+                    sweep()  # budget thresholds crossed by the last events, once due
+                except Exception:
+                    log.exception("usage: budget alerts failed")
+                continue
             while len(batch) < 500:
                 try:
                     batch.append(self._queue.get_nowait())

@@ -229,6 +229,8 @@ GATEWAY_LIMITS_FAIL_OPEN = env_bool("GATEWAY_LIMITS_FAIL_OPEN", True)
 GATEWAY_BREAKER_FAILURES = env_int("GATEWAY_BREAKER_FAILURES", 5)
 GATEWAY_BREAKER_WINDOW_SECONDS = env_float("GATEWAY_BREAKER_WINDOW_SECONDS", 30.0)
 GATEWAY_BREAKER_COOLDOWN_SECONDS = env_float("GATEWAY_BREAKER_COOLDOWN_SECONDS", 30.0)
+# A tenant's budget thresholds are evaluated at most this often per process.
+BUDGET_ALERT_INTERVAL_SECONDS = env_float("BUDGET_ALERT_INTERVAL_SECONDS", 5.0)
 USAGE_STREAM_KEY = env_str("USAGE_STREAM_KEY", "waystation:usage")
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 0.05)
 # Redis away: a gateway process keeps up to this many events (then drops the oldest, logged)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,7 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 
-from billing import controls
+from billing import budget_alerts, controls
 from billing.models import BudgetNotice
 from billing.report_webhooks import report_webhook_set, verify
 from billing.services import usage_store_batch
@@ -38,6 +39,14 @@ def spend(tenant, amount: str) -> None:
             }
         ]
     )
+
+
+@pytest.fixture(autouse=True)
+def every_batch(settings):
+    """Evaluate budgets on every batch (in production at most every few seconds)."""
+    settings.BUDGET_ALERT_INTERVAL_SECONDS = 0
+    budget_alerts._pending.clear()
+    budget_alerts._checked_at.clear()
 
 
 @pytest.fixture
@@ -101,3 +110,17 @@ def test_the_tenant_webhook_gets_a_signed_alert(tenant):
     assert verify(secret, body, header)
     assert b'"threshold_percent":80' in body and b'"event":"budget.threshold"' in body
     assert mail.outbox[0].to == ["finance@acme.test"]
+
+
+def test_a_crossing_between_evaluations_is_sent_by_the_next_sweep(tenant, settings):
+    settings.BUDGET_ALERT_INTERVAL_SECONDS = 0.3
+    controls.budget_set(actor=SYSTEM, tenant=tenant, amount_usd=Decimal("1"), thresholds=[50])
+
+    spend(tenant, "0.1")  # evaluated at once: nothing crossed
+    spend(tenant, "0.5")  # crosses 50 %, but the tenant was evaluated a moment ago
+    assert mail.outbox == []
+    assert budget_alerts.sweep() == 0  # not due yet
+
+    time.sleep(0.35)
+    assert budget_alerts.sweep() == 1
+    assert "50%" in mail.outbox[0].subject

@@ -73,7 +73,10 @@ def mails_to(address: str) -> list[str]:
     return [m.subject for m in mail.outbox if address in m.to]
 
 
-def test_admin_sets_a_budget_watches_it_fill_and_downloads_the_report(gateway, db, new_page, shot):
+def test_admin_sets_a_budget_watches_it_fill_and_downloads_the_report(
+    gateway, db, new_page, shot, settings
+):
+    settings.BUDGET_ALERT_INTERVAL_SECONDS = 0  # each stored batch is evaluated at once
     secret = db(setup_tenant)
     client = openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=secret, max_retries=0)
     page = new_page("budget-admin")
