@@ -23,15 +23,14 @@ WINDOW_MS = 60_000
 CONCURRENCY_TTL_MS = 600_000
 
 ADMIT = """
-local now = tonumber(ARGV[1])
-local n = #KEYS
-local result = {1}
-local plans = {}
-for i = 1, n do
-  local base = 1 + (i - 1) * 4
-  local kind, limit, cost, extra = ARGV[base + 1], tonumber(ARGV[base + 2]),
-    tonumber(ARGV[base + 3]), ARGV[base + 4]
-  local key = KEYS[i]
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local checks = {}
+for kind, limit, cost, extra in string.gmatch(ARGV[3], "(%a),([^,]*),([^,]*),([^;]*);") do
+  table.insert(checks, {kind, tonumber(limit), tonumber(cost), extra})
+end
+local ok_all, out, plans = 1, {}, {}
+for i, c in ipairs(checks) do
+  local kind, limit, cost, key = c[1], c[2], c[3], KEYS[i]
   local ok, retry, remaining, reset = 1, 0, 0, 0
   if kind == 'g' then
     local step = 60000 / limit
@@ -46,36 +45,32 @@ for i = 1, n do
       remaining, reset = math.floor((60000 - (next_tat - now)) / step), math.ceil(next_tat - now)
     end
   elseif kind == 'c' then
-    redis.call('ZREMRANGEBYSCORE', key, 0, now - tonumber(ARGV[#ARGV]))
+    redis.call('ZREMRANGEBYSCORE', key, 0, now - ttl)
     local count = redis.call('ZCARD', key)
     if count >= limit then ok, retry = 0, 1000 else remaining = limit - count - 1 end
   else
     local spent = redis.call('GET', key)
-    if not spent then return {-1, i} end
-    if tonumber(spent) >= limit then ok, retry = 0, tonumber(extra) end
+    if not spent then return 'S' .. i end
+    if tonumber(spent) >= limit then ok, retry = 0, tonumber(c[4]) end
     remaining = limit - tonumber(spent)
   end
-  if ok == 0 then result[1] = 0 end
-  table.insert(result, ok)
-  table.insert(result, retry)
-  table.insert(result, remaining)
-  table.insert(result, reset)
+  if ok == 0 then ok_all = 0 end
+  out[i] = string.format('%d,%d,%d,%d', ok, retry, remaining, reset)
 end
-if result[1] == 1 then
-  for i = 1, n do
-    local base = 1 + (i - 1) * 4
-    local kind, cost, extra = ARGV[base + 1], tonumber(ARGV[base + 3]), ARGV[base + 4]
+if ok_all == 1 then
+  for i, c in ipairs(checks) do
+    local kind, cost = c[1], c[3]
     if kind == 'g' then
       redis.call('SET', KEYS[i], plans[i], 'PX', math.ceil(plans[i] - now) + 1000)
     elseif kind == 'c' then
-      redis.call('ZADD', KEYS[i], now, extra)
-      redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[#ARGV]))
+      redis.call('ZADD', KEYS[i], now, c[4])
+      redis.call('PEXPIRE', KEYS[i], ttl)
     elseif cost > 0 then
       redis.call('INCRBY', KEYS[i], cost)
     end
   end
 end
-return result
+return table.concat(out, ';')
 """
 
 SETTLE = """
@@ -147,14 +142,13 @@ class RedisCounters:
         return self._clients[loop_id], self._scripts[loop_id]
 
     async def admit(self, checks: list[Check], now_ms: int) -> list[Verdict]:
+        # The checks travel as one string and the verdicts come back as one: encoding and
+        # parsing dozens of separate values costs more in redis-py than the script itself.
         _, (admit, _settle) = self._client()
-        args: list[object] = [now_ms]
-        for c in checks:
-            args += [c.kind, c.limit, c.cost, c.extra or "0"]
-        args.append(CONCURRENCY_TTL_MS)
-        raw = await admit(keys=[c.key for c in checks], args=args)
-        if raw[0] == -1:
-            raise NeedsSeed(checks[int(raw[1]) - 1])
+        packed = "".join(f"{c.kind},{c.limit},{c.cost},{c.extra or 0};" for c in checks)
+        raw = await admit(keys=[c.key for c in checks], args=[now_ms, CONCURRENCY_TTL_MS, packed])
+        if raw.startswith(b"S"):
+            raise NeedsSeed(checks[int(raw[1:]) - 1])
         return _verdicts(raw)
 
     async def settle(self, items: list[tuple[Check, int | str]], now_ms: int) -> None:
@@ -226,12 +220,12 @@ class MemoryCounters:
         self.values.setdefault(key, value)
 
 
-def _verdicts(raw: list) -> list[Verdict]:
-    body = raw[1:]
-    return [
-        Verdict(bool(body[i]), int(body[i + 1]), int(body[i + 2]), int(body[i + 3]))
-        for i in range(0, len(body), 4)
-    ]
+def _verdicts(raw: bytes) -> list[Verdict]:
+    verdicts = []
+    for item in raw.split(b";"):
+        ok, retry, remaining, reset = item.split(b",")
+        verdicts.append(Verdict(ok == b"1", int(retry), int(remaining), int(reset)))
+    return verdicts
 
 
 def now_ms() -> int:
