@@ -1415,25 +1415,22 @@ def routing_section(w, routing):
     if "failed" in routing:
         w(f"Not measured: {routing['failed']}")
         return
-    met = routing["added_p50_ms"] <= TARGET_ROUTING_ADDED_P50_MS
     w(
         f"Waystation at 1 connection, {routing['seconds_per_round']:g} s rounds alternating "
         f"`bench-json` (one deployment, no rule applies) and `{WAYSTATION_ROUTED_MODEL}` (four "
         "deployments with breakers, one retry, a fallback, ten rules evaluated on every request; "
         "bench/config.yaml), same upstream."
     )
-    w("")
-    w("| model | p50 per round (ms) | median |")
-    w("|---|---|---|")
-    for tag, label in (("baseline", "bench-json"), ("routed", WAYSTATION_ROUTED_MODEL)):
-        values = routing[f"{tag}_p50_ms"]
-        w(
-            f"| {label} | {', '.join(f'{v:.3f}' for v in values)} | {statistics.median(values):.3f} |"
-        )
-    w("")
+    rounds_table(
+        w,
+        "model",
+        [
+            ("bench-json", routing["baseline_p50_ms"]),
+            (WAYSTATION_ROUTED_MODEL, routing["routed_p50_ms"]),
+        ],
+    )
     w(
-        f"Added p50: **{routing['added_p50_ms']:+.3f} ms** (target ≤ "
-        f"{TARGET_ROUTING_ADDED_P50_MS:g} ms): **{'met' if met else 'missed'}**. wrk reports "
+        f"{added_verdict(routing['added_p50_ms'], TARGET_ROUTING_ADDED_P50_MS)} wrk reports "
         "latency at 10 µs resolution and rounds differ by more than the effect, so the in-process "
         "figure below is the sharper one."
     )
@@ -1460,7 +1457,6 @@ def limits_section(w, limits):
     if "failed" in limits:
         w(f"Not measured: {limits['failed']}")
         return
-    met = limits["added_p50_ms"] <= TARGET_LIMITS_ADDED_P50_MS
     w(
         f"Waystation at 1 connection, `bench-json`, {limits['seconds_per_round']:g} s rounds "
         "alternating a key under no limits and a key under every kind (`bench/limited_key.py`: "
@@ -1468,20 +1464,31 @@ def limits_section(w, limits):
         "requests on the key, a monthly tenant budget and a daily key budget), all checked in "
         "one Redis call per request and settled in batches after it."
     )
-    w("")
-    w("| key | p50 per round (ms) | median |")
-    w("|---|---|---|")
-    for tag in ("baseline", "limited"):
-        values = limits[f"{tag}_p50_ms"]
-        label = "no limits" if tag == "baseline" else "every limit + 2 budgets"
-        w(
-            f"| {label} | {', '.join(f'{v:.3f}' for v in values)} | {statistics.median(values):.3f} |"
-        )
-    w("")
-    w(
-        f"Added p50: **{limits['added_p50_ms']:+.3f} ms** (target ≤ "
-        f"{TARGET_LIMITS_ADDED_P50_MS:g} ms): **{'met' if met else 'missed'}**."
+    rounds_table(
+        w,
+        "key",
+        [
+            ("no limits", limits["baseline_p50_ms"]),
+            ("every limit + 2 budgets", limits["limited_p50_ms"]),
+        ],
     )
+    w(added_verdict(limits["added_p50_ms"], TARGET_LIMITS_ADDED_P50_MS))
+
+
+def rounds_table(w, what, rows):
+    """p50 per alternating round, and the median, for each variant."""
+    w("")
+    w(f"| {what} | p50 per round (ms) | median |")
+    w("|---|---|---|")
+    for label, values in rows:
+        per_round = ", ".join(f"{v:.3f}" for v in values)
+        w(f"| {label} | {per_round} | {statistics.median(values):.3f} |")
+    w("")
+
+
+def added_verdict(added_ms, target_ms):
+    met = "met" if added_ms <= target_ms else "missed"
+    return f"Added p50: **{added_ms:+.3f} ms** (target ≤ {target_ms:g} ms): **{met}**."
 
 
 def target_checks(results):

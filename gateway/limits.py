@@ -21,7 +21,17 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from gateway.errors import GatewayError
-from gateway.limits_store import Check, MemoryCounters, NeedsSeed, RedisCounters, Verdict, now_ms
+from gateway.limits_store import (
+    RATE,
+    SLOTS,
+    SPEND,
+    Check,
+    MemoryCounters,
+    NeedsSeed,
+    RedisCounters,
+    Verdict,
+    now_ms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +78,13 @@ class Ticket:
         actual_nano = to_nano(cost) if cost is not None else 0
         items: list[tuple[Check, int | str]] = []
         for check in self.checks:
-            if check.kind == "g" and check.key.endswith(":t"):
+            if check.counter == RATE and check.key.endswith(":t"):
                 used = tokens if tokens is not None else self.estimated_tokens
                 if used != self.estimated_tokens:
                     items.append((check, used - self.estimated_tokens))
-            elif check.kind == "c":
+            elif check.counter == SLOTS:
                 items.append((check, check.extra))
-            elif check.kind == "b" and actual_nano != check.cost:
+            elif check.counter == SPEND and actual_nano != check.cost:
                 items.append((check, actual_nano - check.cost))
         if items:
             _settler.add(items)
@@ -195,7 +205,7 @@ def _checks(
             continue
         base = f"waystation:rl:{spec.scope}:{spec.model or '*'}"
         if spec.rpm:
-            checks.append(Check("g", f"{base}:r", spec.rpm, 1))
+            checks.append(Check(RATE, f"{base}:r", spec.rpm, 1))
         if spec.tpm:
             if tokens > spec.tpm:
                 raise GatewayError(
@@ -204,14 +214,14 @@ def _checks(
                     f"per minute allowed for {spec.label}; send fewer tokens or lower max_tokens.",
                     code="request_too_large",
                 )
-            checks.append(Check("g", f"{base}:t", spec.tpm, tokens))
+            checks.append(Check(RATE, f"{base}:t", spec.tpm, tokens))
         if spec.concurrent:
-            checks.append(Check("c", f"{base}:c", spec.concurrent, 0, request_id))
+            checks.append(Check(SLOTS, f"{base}:c", spec.concurrent, 0, request_id))
     for budget in budgets:
         start, end = _period(budget.period)
         key = f"waystation:budget:{budget.key}:{int(start.timestamp()) if start else 'all'}"
         retry_ms = int((end.timestamp() - time.time()) * 1000) if end else 0
-        checks.append(Check("b", key, budget.amount_nano, to_nano(cost), str(retry_ms)))
+        checks.append(Check(SPEND, key, budget.amount_nano, to_nano(cost), str(retry_ms)))
     return checks
 
 
@@ -251,7 +261,7 @@ def _refusal(
     headers: list[tuple[bytes, bytes]],
 ) -> GatewayError:
     retry = verdict.retry_ms / 1000 if verdict.retry_ms else None
-    if check.kind == "b":
+    if check.counter == SPEND:
         budget = next(b for b in budgets if check.key.startswith(f"waystation:budget:{b.key}:"))
         err = GatewayError(
             "rate_limit",

@@ -20,19 +20,21 @@ import time
 from dataclasses import dataclass
 
 WINDOW_MS = 60_000
+# The counters, as the script names them.
+RATE, SLOTS, SPEND = "g", "c", "b"
 CONCURRENCY_TTL_MS = 600_000
 
 ADMIT = """
 local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local checks = {}
-for kind, limit, cost, extra in string.gmatch(ARGV[3], "(%a),([^,]*),([^,]*),([^;]*);") do
-  table.insert(checks, {kind, tonumber(limit), tonumber(cost), extra})
+for counter, limit, cost, extra in string.gmatch(ARGV[3], "(%a),([^,]*),([^,]*),([^;]*);") do
+  table.insert(checks, {counter, tonumber(limit), tonumber(cost), extra})
 end
 local ok_all, out, plans = 1, {}, {}
 for i, c in ipairs(checks) do
-  local kind, limit, cost, key = c[1], c[2], c[3], KEYS[i]
+  local counter, limit, cost, key = c[1], c[2], c[3], KEYS[i]
   local ok, retry, remaining, reset = 1, 0, 0, 0
-  if kind == 'g' then
+  if counter == 'g' then
     local step = 60000 / limit
     local tat = tonumber(redis.call('GET', key) or now)
     if tat < now then tat = now end
@@ -44,7 +46,7 @@ for i, c in ipairs(checks) do
       plans[i] = next_tat
       remaining, reset = math.floor((60000 - (next_tat - now)) / step), math.ceil(next_tat - now)
     end
-  elseif kind == 'c' then
+  elseif counter == 'c' then
     redis.call('ZREMRANGEBYSCORE', key, 0, now - ttl)
     local count = redis.call('ZCARD', key)
     if count >= limit then ok, retry = 0, 1000 else remaining = limit - count - 1 end
@@ -59,10 +61,10 @@ for i, c in ipairs(checks) do
 end
 if ok_all == 1 then
   for i, c in ipairs(checks) do
-    local kind, cost = c[1], c[3]
-    if kind == 'g' then
+    local counter, cost = c[1], c[3]
+    if counter == 'g' then
       redis.call('SET', KEYS[i], plans[i], 'PX', math.ceil(plans[i] - now) + 1000)
-    elseif kind == 'c' then
+    elseif counter == 'c' then
       redis.call('ZADD', KEYS[i], now, c[4])
       redis.call('PEXPIRE', KEYS[i], ttl)
     elseif cost > 0 then
@@ -77,8 +79,8 @@ SETTLE = """
 local now = tonumber(ARGV[1])
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 3
-  local kind, limit, delta = ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
-  if kind == 'g' then
+  local counter, limit, delta = ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
+  if counter == 'g' then
     local tat = tonumber(redis.call('GET', KEYS[i]) or now)
     local moved = tat + tonumber(delta) * 60000 / limit
     if moved > now then
@@ -86,7 +88,7 @@ for i = 1, #KEYS do
     else
       redis.call('DEL', KEYS[i])
     end
-  elseif kind == 'c' then
+  elseif counter == 'c' then
     redis.call('ZREM', KEYS[i], delta)
   elseif tonumber(delta) ~= 0 and redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('INCRBY', KEYS[i], delta)
@@ -100,7 +102,7 @@ return 1
 class Check:
     """One limit to admit against. `extra`: a request id (c) or a retry hint in ms (b)."""
 
-    kind: str  # g | c | b
+    counter: str  # RATE | SLOTS | SPEND
     key: str
     limit: int
     cost: int
@@ -145,7 +147,7 @@ class RedisCounters:
         # The checks travel as one string and the verdicts come back as one: encoding and
         # parsing dozens of separate values costs more in redis-py than the script itself.
         _, (admit, _settle) = self._client()
-        packed = "".join(f"{c.kind},{c.limit},{c.cost},{c.extra or 0};" for c in checks)
+        packed = "".join(f"{c.counter},{c.limit},{c.cost},{c.extra or 0};" for c in checks)
         raw = await admit(keys=[c.key for c in checks], args=[now_ms, CONCURRENCY_TTL_MS, packed])
         if raw.startswith(b"S"):
             raise NeedsSeed(checks[int(raw[1:]) - 1])
@@ -155,7 +157,7 @@ class RedisCounters:
         _, (_admit, settle) = self._client()
         args: list[object] = [now_ms]
         for check, delta in items:
-            args += [check.kind, check.limit, delta]
+            args += [check.counter, check.limit, delta]
         await settle(keys=[c.key for c, _ in items], args=args)
 
     async def seed(self, key: str, value: int, ttl_seconds: int | None) -> None:
@@ -173,7 +175,7 @@ class MemoryCounters:
     async def admit(self, checks: list[Check], now_ms: int) -> list[Verdict]:
         verdicts, plans = [], {}
         for c in checks:
-            if c.kind == "g":
+            if c.counter == RATE:
                 step = WINDOW_MS / c.limit
                 tat = max(self.values.get(c.key, now_ms), now_ms)
                 nxt = tat + c.cost * step
@@ -184,7 +186,7 @@ class MemoryCounters:
                 plans[c.key] = nxt
                 left = int((WINDOW_MS - (nxt - now_ms)) / step)
                 verdicts.append(Verdict(True, 0, left, int(nxt - now_ms) + 1))
-            elif c.kind == "c":
+            elif c.counter == SLOTS:
                 live = self.sets.setdefault(c.key, {})
                 for rid in [r for r, t in live.items() if t < now_ms - CONCURRENCY_TTL_MS]:
                     del live[rid]
@@ -198,9 +200,9 @@ class MemoryCounters:
                 verdicts.append(Verdict(ok, 0 if ok else int(c.extra), int(c.limit - spent), 0))
         if all(v.ok for v in verdicts):
             for c in checks:
-                if c.kind == "g":
+                if c.counter == RATE:
                     self.values[c.key] = plans[c.key]
-                elif c.kind == "c":
+                elif c.counter == SLOTS:
                     self.sets[c.key][c.extra] = now_ms
                 else:
                     self.values[c.key] += c.cost
@@ -208,10 +210,10 @@ class MemoryCounters:
 
     async def settle(self, items: list[tuple[Check, int | str]], now_ms: int) -> None:
         for check, delta in items:
-            if check.kind == "g":
+            if check.counter == RATE:
                 moved = self.values.get(check.key, now_ms) + int(delta) * WINDOW_MS / check.limit
                 self.values[check.key] = max(moved, now_ms)
-            elif check.kind == "c":
+            elif check.counter == SLOTS:
                 self.sets.get(check.key, {}).pop(str(delta), None)
             elif check.key in self.values:
                 self.values[check.key] += int(delta)
