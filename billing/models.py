@@ -49,6 +49,10 @@ class UsageEvent(models.Model):
     status = models.IntegerField()
     error_type = models.CharField(max_length=64, blank=True)
     attempts = models.JSONField(default=list, blank=True)  # [{provider, model, outcome, ms}]
+    # The response cache: "hit", "semantic-hit", "miss", or blank when it wasn't consulted;
+    # on a hit, what answering upstream had cost (the entry's original cost).
+    cache = models.CharField(max_length=16, blank=True)
+    cache_saved = models.DecimalField(max_digits=18, decimal_places=10, null=True)
 
     def __str__(self) -> str:
         return self.request_id
@@ -185,6 +189,9 @@ class UsageRollup(models.Model):
     cost = models.DecimalField(max_digits=18, decimal_places=10, default=0)
     # 12 places: tokens x (a 6-place price per million) / 10^6 is exact there.
     cache_savings = models.DecimalField(max_digits=20, decimal_places=12, default=0)
+    # Answers from the gateway's response cache, and what they would have cost upstream.
+    response_cache_hits = models.BigIntegerField(default=0)
+    response_cache_saved = models.DecimalField(max_digits=18, decimal_places=10, default=0)
 
     class Meta:
         constraints = [

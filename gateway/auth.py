@@ -17,7 +17,11 @@ from django.utils import timezone
 
 from gateway.errors import GatewayError
 from gateway.limits import BudgetSpec, LimitSpec, specs_for_key
-from portal.selectors import api_key_by_secret_hash, models_granted_to_key
+from portal.selectors import (
+    api_key_by_secret_hash,
+    models_granted_to_key,
+    products_subscribed_by_key,
+)
 from portal.services import hash_secret
 
 
@@ -33,6 +37,7 @@ class Principal:
     application_id: int | None = None
     limits: tuple[LimitSpec, ...] = ()  # rate limits its calls count against
     budgets: tuple[BudgetSpec, ...] = ()  # hard budgets likewise
+    products: frozenset[int] = frozenset()  # subscribed to: their cache policies apply
 
     def may_use(self, model: str) -> bool:
         return self.all_models or model in self.allowed_models
@@ -114,5 +119,6 @@ def _load(secret_hash: str) -> _Entry:
         application_id=key.application_id,
         limits=limit_specs,
         budgets=budget_specs,
+        products=products_subscribed_by_key(key=key),
     )
     return _Entry(principal, key.expires_at, fresh_until)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.pricing import PriceEntry
+from gateway.cache.policy import Policy as CachePolicy
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -92,6 +93,21 @@ class Catalog:
     models: dict[str, ModelEntry]
     fresh_until: float
     rules: tuple[Rule, ...] = ()
+    # (product id or None, model name or ""): a product's policy for "" is spelled out for
+    # each model it offers, so a lookup is two dictionary reads at most.
+    cache_policies: dict[tuple[int | None, str], CachePolicy] = field(default_factory=dict)
+
+    def cache_policy(self, products: frozenset[int], model: str) -> CachePolicy:
+        """The most specific: the caller's product and the model, the model, the default."""
+        for product in sorted(products):
+            found = self.cache_policies.get((product, model))
+            if found is not None:
+                return found
+        return (
+            self.cache_policies.get((None, model))
+            or self.cache_policies.get((None, ""))
+            or CachePolicy.default()
+        )
 
 
 _current: Catalog | None = None
@@ -215,7 +231,24 @@ def load() -> Catalog:
         Rule.build(r.name, r.when, r.route_to, r.deployment)
         for r in RoutingRule.objects.filter(enabled=True).order_by("position", "pk")
     )
-    return Catalog(models, time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS, rules)
+    fresh_until = time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS
+    return Catalog(models, fresh_until, rules, _cache_policies())
+
+
+def _cache_policies() -> dict[tuple[int | None, str], CachePolicy]:
+    from gateway.models import CachePolicy as PolicyRow
+
+    policies: dict[tuple[int | None, str], CachePolicy] = {}
+    rows = PolicyRow.objects.prefetch_related("product__language_models")
+    # Product-wide rows first, so a product's row for one model overrides them.
+    for row in sorted(rows, key=lambda r: bool(r.model_name)):
+        policy = CachePolicy.of(row)
+        if row.product_id is not None and not row.model_name:
+            for model in row.product.language_models.all():
+                policies[(row.product_id, model.name)] = policy
+        else:
+            policies[(row.product_id, row.model_name)] = policy
+    return policies
 
 
 def _public_products() -> list[tuple[int, str]]:

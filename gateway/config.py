@@ -18,6 +18,7 @@ from django.db import transaction
 
 from billing import prices
 from gateway import secrets
+from gateway.config_cache import CacheChecks, apply_cache_policies
 from gateway.config_routing import RoutingChecks
 from gateway.models import Deployment, LanguageModel, Provider, RoutingRule
 from gateway.providers import KINDS
@@ -89,6 +90,7 @@ class ModelSpec:
     capabilities: list[str] = field(default_factory=list)
     tier: int | None = None
     auto: list[str] = field(default_factory=list)
+    cache: dict[str, Any] | None = None  # CachePolicy fields, from `cache:`
 
 
 @dataclass
@@ -116,7 +118,7 @@ def parse(text: str) -> ConfigSpec:
     return _Validator().run(data)
 
 
-class _Validator(RoutingChecks):
+class _Validator(RoutingChecks, CacheChecks):
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.fallback_refs: list[tuple[Any, list[str]]] = []
@@ -143,6 +145,7 @@ class _Validator(RoutingChecks):
                 self.fail(node, f"fallback model '{name}' is not defined in this file")
         for node, model in self.auto_refs:
             self.auto_candidates(node, model, defined)
+        self.cache_refs(defined)
         rules = [self.rule(r, defined) for r in self.items(data, "rules")]
         self.duplicates(data, [r.name for r in rules if r], "rule")
         if self.errors:
@@ -230,6 +233,7 @@ class _Validator(RoutingChecks):
             "capabilities",
             "tier",
             "auto",
+            "cache",
         }
         self.unknown(node, allowed, "model")
         name = self.text(node, "name")
@@ -256,6 +260,7 @@ class _Validator(RoutingChecks):
         spec = ModelSpec(name, mode, window, price, [d for d in deployments if d])
         self.resilience(node, spec)
         self.abilities(node, spec)
+        self.cache(node, spec)
         if is_auto:
             self.auto_refs.append((node, spec))
         return spec
@@ -329,6 +334,7 @@ def apply(spec: ConfigSpec) -> ApplyReport:
         report.changes.append(f"disabled model {model.name}")
     stale_models.update(enabled=False)
     _apply_rules(spec.rules, report)
+    report.changes += apply_cache_policies(spec.models)
     return report
 
 

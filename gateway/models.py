@@ -75,3 +75,67 @@ class RoutingRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CachePolicy(models.Model):
+    """How answers are cached for a product and/or a public model (blank: any).
+
+    The most specific policy wins: the caller's product and the model, then the product, then
+    the model, then the operator's default (`GATEWAY_CACHE_*` settings).
+    """
+
+    class Mode(models.TextChoices):
+        OFF = "off", "Off"
+        EXACT = "exact", "Exact"
+        SEMANTIC = "semantic", "Exact and semantic"
+
+    class Scope(models.TextChoices):
+        TENANT = "tenant", "Tenant"
+        KEY = "key", "API key"
+        USER = "user", "End user"
+
+    class Cacheable(models.TextChoices):
+        DETERMINISTIC = "deterministic", "Temperature 0, or the request opts in"
+        ALWAYS = "always", "Every request"
+        OPT_IN = "opt_in", "Only requests that opt in"
+
+    product = models.ForeignKey(
+        "portal.Product",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="cache_policies",
+    )
+    model_name = models.CharField(max_length=200, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.EXACT)
+    cacheable = models.CharField(
+        max_length=16, choices=Cacheable.choices, default=Cacheable.DETERMINISTIC
+    )
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.TENANT)
+    ttl_seconds = models.PositiveIntegerField(default=3600)
+    similarity_threshold = models.FloatField(null=True, blank=True)  # blank: the default
+    max_entries = models.PositiveIntegerField(default=10_000)  # per namespace, semantic index
+    embedding_model = models.CharField(max_length=200, blank=True)  # blank: local MiniLM
+    hit_price_usd = models.DecimalField(  # what a hit costs the tenant; blank: nothing
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    from_config = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "model_name"],
+                condition=models.Q(product__isnull=False),
+                name="cache_policy_once_per_product",
+            ),
+            models.UniqueConstraint(
+                fields=["model_name"],
+                condition=models.Q(product__isnull=True),
+                name="cache_policy_once_per_model",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        product = self.product.slug if self.product_id else "*"
+        return f"cache {product}/{self.model_name or '*'}: {self.mode}"

@@ -7,14 +7,18 @@ has its last byte.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import orjson
 
 from billing.pricing import PriceEntry, cost_of
 from gateway import auth, catalog, choice, limits, router, tokens
+from gateway.cache import entries as cache_entries
+from gateway.cache import service as response_cache
 from gateway.catalog import ModelEntry, Target
 from gateway.errors import GatewayError, invalid
 from gateway.providers.base import ClientCodec
@@ -89,22 +93,53 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     if principal.limits or principal.budgets:
         prompt = tokens.estimate_prompt_tokens(req)
         await _admit(principal, record, entry, prompt, req.max_tokens or DEFAULT_ANSWER_TOKENS)
+    lookup = await response_cache.consult(principal, req, call.headers)
+    if lookup is not None:
+        record.cache = lookup.status
+        if lookup.hit is not None:
+            return _from_cache(lookup, codec, req, record)
     if req.stream:
         opened = await router.open_stream(entry, req, record.attempts)
         _attribute(record, opened.target)
-        relay = codec.passthrough(opened.adapter, req, record.request_id, req.model)
-        if relay is None:
-            parser = opened.adapter.new_stream_parser()
-            relay = TranslatingRelay(
-                parser, codec.new_stream_encoder(req, record.request_id, req.model)
-            )
-        stream = _relay(opened, relay, req, record)
-        return Reply(200, _route_headers(record), stream=stream, content_type=b"text/event-stream")
+        stream = _relay(opened, codec, req, record, lookup)
+        headers = _route_headers(record) + _cache_headers(lookup)
+        return Reply(200, headers, stream=stream, content_type=b"text/event-stream")
     resp, target = await router.complete(entry, req, record.attempts)
     _attribute(record, target, resp.model)
     _account(record, target.price, req, resp.usage, _response_text(resp))
+    if lookup is not None and lookup.stores:
+        await response_cache.save(lookup, req, resp, record.cost)
     body = orjson.dumps(codec.render_response(resp, req.model))
-    return Reply(200, _route_headers(record), body)
+    return Reply(200, _route_headers(record) + _cache_headers(lookup), body)
+
+
+def _cache_headers(lookup: response_cache.Lookup | None) -> list[tuple[bytes, bytes]]:
+    return lookup.headers() if lookup is not None else []
+
+
+def _from_cache(
+    lookup: response_cache.Lookup, codec: ClientCodec, req: ChatRequest, record: UsageRecord
+) -> Reply:
+    """Answer from the cache: nothing goes upstream; the tenant pays the hit price, if any."""
+    hit = lookup.hit
+    resp = replace(hit.response, id=f"cache-{uuid.uuid4().hex[:24]}", created=int(time.time()))
+    record.provider, record.upstream_model, record.served_model = "cache", resp.model, req.model
+    record.set_usage(Usage(0, 0))
+    record.cost = lookup.policy.hit_price or Decimal(0)
+    record.cache_saved = hit.saved
+    headers = _route_headers(record) + lookup.headers()
+    if not req.stream:
+        return Reply(200, headers, orjson.dumps(codec.render_response(resp, req.model)))
+    encoder = codec.new_stream_encoder(req, record.request_id, req.model)
+    stream = _replay(cache_entries.replay_events(resp), encoder, record)
+    return Reply(200, headers, stream=stream, content_type=b"text/event-stream")
+
+
+async def _replay(events: list, encoder, record: UsageRecord) -> AsyncIterator[bytes]:
+    record.mark_first_token()
+    yield b"".join(encoder.encode(event) for event in events)
+    emit_usage(record)
+    yield encoder.finish()
 
 
 DEFAULT_ANSWER_TOKENS = 256  # reserved for an answer whose max_tokens isn't given
@@ -155,12 +190,28 @@ def _account(
     record.cost = cost_of(usage, price)
 
 
+def _new_relay(
+    opened: router.OpenStream, codec: ClientCodec, req: ChatRequest, request_id: str, keep: bool
+) -> tuple[StreamRelay, cache_entries.Recorder | None]:
+    """The cheapest relay for the wires, unless the answer is to be kept: that takes the
+    typed events, which only the translating relay has."""
+    relay = None if keep else codec.passthrough(opened.adapter, req, request_id, req.model)
+    if relay is not None:
+        return relay, None
+    encoder = codec.new_stream_encoder(req, request_id, req.model)
+    recorder = cache_entries.Recorder(encoder) if keep else None
+    return TranslatingRelay(opened.adapter.new_stream_parser(), recorder or encoder), recorder
+
+
 async def _relay(
     opened: router.OpenStream,
-    relay: StreamRelay,
+    codec: ClientCodec,
     req: ChatRequest,
     record: UsageRecord,
+    lookup: response_cache.Lookup | None,
 ) -> AsyncIterator[bytes]:
+    keep = lookup is not None and lookup.stores
+    relay, recorder = _new_relay(opened, codec, req, record.request_id, keep)
     failure: GatewayError | None = None
     try:
         async for chunk in opened.chunks():
@@ -185,6 +236,10 @@ async def _relay(
         emit_usage(record)
         yield relay.error(failure)
         return
+    if recorder is not None:
+        answer = cache_entries.collect(recorder.events, relay.usage)
+        if answer is not None:
+            await response_cache.save(lookup, req, answer, record.cost)
     emit_usage(record)
     yield tail
 

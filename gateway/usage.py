@@ -51,6 +51,8 @@ class UsageRecord:
     status: int = 200
     error_type: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    cache: str = ""  # hit | semantic-hit | miss | bypass; "" where no cache applied
+    cache_saved: Decimal | None = None  # on a hit: what the answer cost when it was made
     emitted: bool = False
     ticket: Any = None  # gateway.limits.Ticket: settled with the real tokens and cost at emit
 
@@ -73,6 +75,7 @@ class UsageRecord:
         row = asdict(self)
         del row["started"], row["emitted"], row["ticket"]
         row["cost"] = str(self.cost) if self.cost is not None else None
+        row["cache_saved"] = str(self.cache_saved) if self.cache_saved is not None else None
         return row
 
 

@@ -31,6 +31,15 @@ def models_granted_to_key(*, key: ApiKey) -> frozenset[str]:
     return frozenset(names)
 
 
+def products_subscribed_by_key(*, key: ApiKey) -> frozenset[int]:
+    if key.application_id is None:
+        return frozenset()
+    active = Subscription.objects.filter(
+        application_id=key.application_id, status=Subscription.Status.ACTIVE
+    )
+    return frozenset(active.values_list("product_id", flat=True))
+
+
 def tenants_for_user(*, user):
     return access.tenants_of(user).order_by("name")
 

@@ -18,7 +18,9 @@ def isolated_usage_stream():
     """A usage stream of this run's own, so runs and other users of the Redis db don't mix."""
     from django.conf import settings
 
-    settings.USAGE_STREAM_KEY = f"waystation:usage:test:{uuid.uuid4().hex[:8]}"
+    run = uuid.uuid4().hex[:8]
+    settings.USAGE_STREAM_KEY = f"waystation:usage:test:{run}"
+    settings.GATEWAY_CACHE_KEY_PREFIX = f"wsc-test-{run}"  # tenant ids repeat across runs
     yield
     if settings.DISTRIBUTED:
         import redis
@@ -87,6 +89,7 @@ def gateway(gateway_server, transactional_db):
     from django.conf import settings
 
     from gateway import auth, balance, breaker, catalog, limits, shared, usage
+    from gateway.cache import service as response_cache
 
     catalog.invalidate()
     auth._cache.clear()
@@ -96,6 +99,7 @@ def gateway(gateway_server, transactional_db):
     limits._memory.sets.clear()
     balance.in_flight.clear()
     balance.latency_ms.clear()
+    response_cache.reset()
     # Events of earlier tests must not land in this test's database.
     gateway_server.call(usage.flush())
     if settings.DISTRIBUTED:
@@ -106,6 +110,7 @@ def gateway(gateway_server, transactional_db):
             *client.keys("waystation:breakers:*"),
             *client.keys("waystation:rl:*"),
             *client.keys("waystation:budget:*"),
+            *client.keys(f"{settings.GATEWAY_CACHE_KEY_PREFIX}:*"),
         ]
         client.delete(settings.USAGE_STREAM_KEY, shared.BALANCE_KEY, *counters)
     return gateway_server

@@ -225,6 +225,12 @@ GATEWAY_READ_TIMEOUT = env_float("GATEWAY_READ_TIMEOUT", 120.0)  # idle gap with
 GATEWAY_FIRST_TOKEN_TIMEOUT = env_float("GATEWAY_FIRST_TOKEN_TIMEOUT", 60.0)
 GATEWAY_TOTAL_TIMEOUT = env_float("GATEWAY_TOTAL_TIMEOUT", 600.0)
 # Redis unreachable: True keeps serving with per-process limits, False answers 503.
+# The response cache's defaults, where no CachePolicy applies (gateway/cache/policy.py).
+GATEWAY_CACHE_MODE = env_str("GATEWAY_CACHE_MODE", "exact")  # off | exact | semantic
+GATEWAY_CACHE_TTL_SECONDS = env_int("GATEWAY_CACHE_TTL_SECONDS", 3600)
+GATEWAY_CACHE_MAX_ENTRIES = env_int("GATEWAY_CACHE_MAX_ENTRIES", 10_000)  # per partition
+GATEWAY_CACHE_KEY_PREFIX = env_str("GATEWAY_CACHE_KEY_PREFIX", "wsc")  # Redis keys
+GATEWAY_CACHE_MEMORY_ITEMS = env_int("GATEWAY_CACHE_MEMORY_ITEMS", 50_000)  # embedded mode
 GATEWAY_LIMITS_FAIL_OPEN = env_bool("GATEWAY_LIMITS_FAIL_OPEN", True)
 GATEWAY_BREAKER_FAILURES = env_int("GATEWAY_BREAKER_FAILURES", 5)
 GATEWAY_BREAKER_WINDOW_SECONDS = env_float("GATEWAY_BREAKER_WINDOW_SECONDS", 30.0)

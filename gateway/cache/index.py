@@ -1,0 +1,108 @@
+"""This process's mirror of one semantic partition: a usearch index over the partition's log.
+
+Each lookup first reads what was logged since the last read (one Redis call, usually empty),
+so every gateway process finds what any of them stored. Items the log has dropped (evicted,
+expired, purged) leave the mirror at the next read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import numpy as np
+from usearch.index import Index
+
+from gateway.cache.store import CacheStore, LogId, LogItem
+
+EXACT_SCAN_BELOW = 2_048  # under this many vectors a full scan is as fast and never misses
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    similarity: float
+    entry_key: str
+    text: str
+    label: int
+
+
+class Mirror:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self._index: Index | None = None
+        self._items: dict[int, LogItem] = {}
+        self._order: deque[tuple[LogId, int]] = deque()
+        self._last: LogId | None = None
+        self._next_label = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def apply(self, items: list[LogItem], oldest: LogId | None) -> None:
+        while self._order and (oldest is None or self._order[0][0] < oldest):
+            self.forget(self._order.popleft()[1])
+        if oldest is None:
+            self._last = None  # the log is gone: a new one starts from scratch
+        if not items:
+            return
+        vectors = np.stack([np.frombuffer(item.vector, dtype=np.float32) for item in items])
+        if self._index is None or self._index.ndim != vectors.shape[1]:
+            self._reset(vectors.shape[1])
+        labels = np.arange(self._next_label, self._next_label + len(items), dtype=np.uint64)
+        self._next_label += len(items)
+        self._index.add(labels, vectors)
+        for label, item in zip(labels.tolist(), items, strict=True):
+            self._items[label] = item
+            self._order.append((item.log_id, label))
+        self._last = items[-1].log_id
+
+    def _reset(self, ndim: int) -> None:
+        self._index = Index(ndim=ndim, metric="ip", dtype="f32")  # vectors are normalised
+        self._items.clear()
+        self._order.clear()
+
+    @property
+    def last(self) -> LogId | None:
+        return self._last
+
+    def search(self, vector: np.ndarray, threshold: float, count: int = 8) -> list[Candidate]:
+        if self._index is None or not self._items or self._index.ndim != vector.shape[0]:
+            return []
+        matches = self._index.search(
+            vector, min(count, len(self._items)), exact=len(self._items) < EXACT_SCAN_BELOW
+        )
+        found = []
+        for label, distance in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True):
+            similarity = 1.0 - float(distance)
+            item = self._items.get(label)
+            if item is not None and similarity >= threshold:
+                found.append(Candidate(similarity, item.entry_key, item.text, label))
+        return found
+
+    def forget(self, label: int) -> None:
+        if self._items.pop(label, None) is not None and self._index is not None:
+            self._index.remove(label)
+
+
+class Mirrors:
+    """The partitions this process has looked at lately, least recently used dropped first."""
+
+    def __init__(self, max_partitions: int) -> None:
+        self._max = max_partitions
+        self._mirrors: OrderedDict[str, Mirror] = OrderedDict()
+
+    async def synced(self, store: CacheStore, log: str) -> Mirror:
+        mirror = self._mirrors.get(log)
+        if mirror is None:
+            mirror = self._mirrors[log] = Mirror()
+            while len(self._mirrors) > self._max:
+                self._mirrors.popitem(last=False)
+        self._mirrors.move_to_end(log)
+        async with mirror.lock:  # concurrent lookups read each new item once
+            items, oldest = await store.read_log(log, mirror.last)
+            mirror.apply(items, oldest)
+        return mirror
+
+    def clear(self) -> None:
+        self._mirrors.clear()
