@@ -60,6 +60,9 @@ WAYSTATION_ENV = {
         "BENCH_WS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/waystation_bench"
     ),
     "REDIS_URL": os.environ.get("BENCH_WS_REDIS_URL", "redis://127.0.0.1:6379/5"),
+    # The peers don't cache by default; the comparison is of proxying. The cache phase uses
+    # `bench-cached`, whose own policy turns it on.
+    "GATEWAY_CACHE_MODE": "off",
 }
 # Each setup step must exit 0, else the Waystation leg is skipped.
 WAYSTATION_SETUP = os.environ.get(
@@ -99,6 +102,10 @@ WAYSTATION_LIMITED_KEY_CMD = os.environ.get(
     "BENCH_WS_LIMITED_KEY_CMD", ".venv/bin/python bench/limited_key.py | tail -1"
 )
 TARGET_LIMITS_ADDED_P50_MS = 0.5
+# The cache phase (bench/cache_latency.py): entries in the semantic partition, and targets.
+CACHE_ENTRIES = int(os.environ.get("BENCH_CACHE_ENTRIES", "10000"))
+TARGET_CACHE_EXACT_OVER_BASE_MS = 2.0  # an exact hit, against the gateway's own overhead
+TARGET_CACHE_SEMANTIC_MS = 15.0  # a semantic lookup, embedding included
 WAYSTATION_SSE_MODEL = os.environ.get("BENCH_WS_SSE_MODEL", "bench-sse")
 
 LITELLM_MASTER_KEY = "sk-bench"
@@ -658,6 +665,7 @@ def start_waystation(up, port):
         key = lines[-1]
     t.json_model, t.sse_model = WAYSTATION_JSON_MODEL, WAYSTATION_SSE_MODEL
     t.json_headers = t.sse_headers = {"Authorization": f"Bearer {key}"}
+    t.upstream_json_port = up["json_port"]  # the cache phase compares with it
     t.port = port
     t.json_port = t.sse_port = port
     if WAYSTATION_WORKER_CMD.strip():
@@ -1055,6 +1063,40 @@ def limits_overhead(t):
     return out
 
 
+def cache_latency(t):
+    """Exact and semantic hits against the gateway's own overhead (bench/cache_latency.py),
+    and the semantic matcher's evaluation on the labelled pairs (bench/cache_eval.py)."""
+    env = dict(os.environ)
+    env.update(WAYSTATION_ENV)
+    python = str(ROOT / ".venv/bin/python")
+    token = t.json_headers["Authorization"].split()[-1]
+    args = [str(t.port), str(t.upstream_json_port), token, str(CACHE_ENTRIES)]
+    r = subprocess.run(
+        [python, str(BENCH / "cache_latency.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if r.returncode != 0 or not r.stdout.strip():
+        raise RuntimeError((r.stderr.strip().splitlines() or ["?"])[-1])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    evaluation = OUT / "cache_eval.md"
+    r = subprocess.run(
+        [python, str(BENCH / "cache_eval.py"), "--out", str(evaluation)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out["eval_md"] = evaluation.read_text() if r.returncode == 0 else ""
+    out["eval_error"] = "" if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
+    log(f"  cache      {out['p50_ms']} in process {out['in_process_lookup_p50_ms']} ms")
+    return out
+
+
 def routing_overhead(t):
     """1 connection, alternating the one-deployment model and the four-deployment model with
     rules, so drift hits both alike; then the same two in process without HTTP (routing_micro)."""
@@ -1380,6 +1422,7 @@ def write_report(results, skipped, meta):
 
     routing_section(w, results.get("waystation", {}).get("routing"))
     limits_section(w, results.get("waystation", {}).get("limits"))
+    cache_section(w, results.get("waystation", {}).get("cache"))
     w("")
     w("## Caveats")
     w("")
@@ -1473,6 +1516,56 @@ def limits_section(w, limits):
         ],
     )
     w(added_verdict(limits["added_p50_ms"], TARGET_LIMITS_ADDED_P50_MS))
+
+
+def cache_section(w, cache):
+    if not cache:
+        return
+    w("")
+    w("## Response cache")
+    w("")
+    if "failed" in cache:
+        w(f"Not measured: {cache['failed']}")
+        return
+    p50 = cache["p50_ms"]
+    base = p50["off"] - p50["direct"]
+    w(
+        f"`bench/cache_latency.py`: {cache['entries']:,} entries in `bench-cached`'s semantic "
+        f"partition (filled in {cache['fill_seconds']:g} s), then {cache['rounds']} rounds at 1 "
+        "connection, each sending in turn: the request straight to the upstream, through the "
+        "gateway with the cache off (`bench-json`), an exact hit, and a paraphrase of a stored "
+        f"question (outcomes: {cache['outcomes']}). The gateway runs 2 worker processes, so "
+        "entries stored by one are found by the other through Redis."
+    )
+    w("")
+    w("| request | p50 (ms) |")
+    w("|---|---|")
+    w(f"| upstream, direct | {p50['direct']:.3f} |")
+    w(f"| gateway, cache off | {p50['off']:.3f} |")
+    w(f"| gateway, exact hit | {p50['exact']:.3f} |")
+    w(f"| gateway, semantic hit | {p50['semantic']:.3f} |")
+    w("")
+    exact_over = p50["exact"] - base
+    semantic = p50["semantic"] - p50["exact"]
+    w(
+        f"- Gateway overhead (cache off − direct): {base:.3f} ms. An exact hit answers in "
+        f"{p50['exact']:.3f} ms, {exact_over:+.3f} ms against that overhead (target ≤ "
+        f"{TARGET_CACHE_EXACT_OVER_BASE_MS:g} ms): "
+        f"**{'met' if exact_over <= TARGET_CACHE_EXACT_OVER_BASE_MS else 'missed'}**."
+    )
+    w(
+        f"- A semantic lookup (semantic hit − exact hit, embedding on the CPU included): "
+        f"{semantic:.3f} ms at {cache['entries']:,} entries (target ≤ "
+        f"{TARGET_CACHE_SEMANTIC_MS:g} ms): "
+        f"**{'met' if semantic <= TARGET_CACHE_SEMANTIC_MS else 'missed'}**. In process, "
+        f"without HTTP, a whole lookup that misses takes p50 {cache['in_process_lookup_p50_ms']:.3f}"
+        f" ms, p90 {cache['in_process_lookup_p90_ms']:.3f} ms."
+    )
+    if cache.get("eval_md"):
+        w("")
+        w(cache["eval_md"].strip().replace("## Semantic cache: evaluation", "### Evaluation"))
+    elif cache.get("eval_error"):
+        w(f"- Evaluation failed: {cache['eval_error']}")
 
 
 def rounds_table(w, what, rows):
@@ -1671,6 +1764,7 @@ def main():
                     for phase, measure in (
                         ("routing", routing_overhead),
                         ("limits", limits_overhead),
+                        ("cache", cache_latency),
                     ):
                         try:
                             results[name][phase] = measure(t)
