@@ -25,6 +25,9 @@ CSV_COLUMNS = (
     "cached_input_tokens",
     "cost_usd",
     "cache_savings_usd",
+    # Added after the first columns so existing readers by position keep working.
+    "response_cache_hits",
+    "response_cache_saved_usd",
 )
 SECTIONS = (("application", "by_application"), ("key", "by_key"), ("model", "by_model"))
 
@@ -40,25 +43,24 @@ def report_csv(report: CostReport) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
 
-    def row(section: str, line: Line) -> None:
+    def row(section: str, line: Line, only: tuple[str, ...] = CSV_COLUMNS) -> None:
+        """The line's figures under their column names; columns not in `only` stay empty."""
         data = line.as_dict()
-        ident = "" if data["id"] is None else data["id"]
-        counts = [data[name] for name in CSV_COLUMNS[5:11]]
-        writer.writerow(
-            [report.tenant_slug, report.label, section, ident, data["name"], *counts]
-            + [data["cost_usd"], data["cache_savings_usd"]]
+        data.update(
+            tenant=report.tenant_slug,
+            month=report.label,
+            section=section,
+            id="" if data["id"] is None else data["id"],
         )
+        writer.writerow([data[name] if name in only else "" for name in CSV_COLUMNS])
 
     row("total", report.total)
     for section, attribute in SECTIONS:
         for line in getattr(report, attribute):
             row(section, line)
+    # The previous month has a cost only (the trend); the other figures would read as zeros.
     previous = Line(label=report.trend.previous_month, cost=report.trend.previous_cost)
-    writer.writerow(
-        [report.tenant_slug, report.label, "previous_month", "", previous.label]
-        + [""] * 6
-        + [previous.as_dict()["cost_usd"], ""]
-    )
+    row("previous_month", previous, only=("tenant", "month", "section", "id", "name", "cost_usd"))
     return out.getvalue().encode("utf-8")
 
 
@@ -96,7 +98,11 @@ def report_pdf(report: CostReport) -> bytes:
         f"{total.input_tokens:,} input tokens ({total.cached_input_tokens:,} cached), "
         f"{total.output_tokens:,} output tokens"
     )
-    line(f"Cache savings: {usd(total.cache_savings)}")
+    line(f"Saved by prompt caching: {usd(total.cache_savings)}")
+    line(
+        f"Saved by the response cache: {usd(total.response_cache_saved)} "
+        f"({total.response_cache_hits:,} answers from the cache)"
+    )
     line(
         f"Previous month ({trend.previous_month}): {usd(trend.previous_cost)}; "
         f"change {trend.change_display} ({trend.change_pct_display})"
@@ -119,10 +125,19 @@ def _table(pdf: FPDF, lines: tuple[Line, ...]) -> None:
     if not lines:
         pdf.cell(0, 6, "No usage.", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         return
-    heading = ("Name", "Requests", "Input tokens", "Output tokens", "Cache savings", "Cost")
+    heading = (
+        "Name",
+        "Requests",
+        "Input tokens",
+        "Output tokens",
+        "Saved by prompt caching",
+        "Response cache hits",
+        "Saved by the response cache",
+        "Cost",
+    )
     with pdf.table(
-        col_widths=(60, 20, 26, 26, 24, 24),
-        text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
+        col_widths=(44, 18, 22, 22, 21, 19, 21, 23),
+        text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
         line_height=5.5,
     ) as table:
         header = table.row()
@@ -136,6 +151,8 @@ def _table(pdf: FPDF, lines: tuple[Line, ...]) -> None:
                 f"{item.input_tokens:,}",
                 f"{item.output_tokens:,}",
                 usd(item.cache_savings),
+                f"{item.response_cache_hits:,}",
+                usd(item.response_cache_saved),
                 usd(item.cost),
             ):
                 row.cell(text)

@@ -9,8 +9,11 @@ counted exactly once and the report's cost equals `Sum(UsageEvent.cost)` of the 
 month exactly. Requests whose cost is unknown (no price, or no token counts) add nothing to
 the cost and are counted as `unpriced_requests`.
 
-Money is Decimal throughout, unrounded; `usd()` rounds to cents for display only. Cache
-savings are explained in billing.rollups.
+Money is Decimal throughout, unrounded; `usd()` rounds to cents for display only. Two
+savings are reported, both explained in billing.rollups: `cache_savings` (provider prompt
+caching: cached input tokens priced lower) and `response_cache_saved` (answers the gateway's
+response cache gave, which would otherwise have cost `response_cache_saved` upstream; what the
+tenant paid for those hits is in `cost`).
 """
 
 from __future__ import annotations
@@ -103,7 +106,9 @@ class Line:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cost: Decimal = ZERO
-    cache_savings: Decimal = ZERO
+    cache_savings: Decimal = ZERO  # by provider prompt caching
+    response_cache_hits: int = 0
+    response_cache_saved: Decimal = ZERO  # by the gateway's response cache
 
     @property
     def tokens(self) -> int:
@@ -116,6 +121,10 @@ class Line:
     @property
     def cache_savings_display(self) -> str:
         return usd(self.cache_savings)
+
+    @property
+    def response_cache_saved_display(self) -> str:
+        return usd(self.response_cache_saved)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +139,8 @@ class Line:
             "tokens": self.tokens,
             "cost_usd": _money(self.cost),
             "cache_savings_usd": _money(self.cache_savings, 12),
+            "response_cache_hits": self.response_cache_hits,
+            "response_cache_saved_usd": _money(self.response_cache_saved),
         }
 
 

@@ -20,6 +20,12 @@ gateway's lookup order (gateway.catalog.load): the deployment's own price
 ("provider/upstream_model"), then the answering model's, then the upstream model's list price.
 A price without a cached-input price saved nothing. It is derived, not stored per event, so
 it follows prices as recorded and needs nothing from the hot path.
+
+Response-cache savings are another thing: a request the gateway answered from its response
+cache ("hit" or "semantic-hit") sent nothing upstream; its event's `cache_saved` is what the
+original answer cost, stored by the gateway at the time. `response_cache_hits` counts those
+events and `response_cache_saved` sums their `cache_saved`; misses, bypasses and requests
+that never consulted the cache count for neither.
 """
 
 from __future__ import annotations
@@ -56,11 +62,13 @@ STEP = {HOUR: timedelta(hours=1), DAY: timedelta(days=1)}
 MILLION = Decimal(1_000_000)
 LOCK_SPACE, LOCK = 0x5753, {HOUR: 1, DAY: 2}  # pg_advisory_xact_lock keys
 ZERO = Decimal(0)
+# UsageEvent.cache values of answers served from the response cache (not "miss", "bypass", "").
+RESPONSE_CACHE_HITS = ("hit", "semantic-hit")
 
 DIMENSIONS = ("application_id", "api_key_id", "model", "provider")
-COUNTS = ("requests", "errors", "unpriced_requests")
+COUNTS = ("requests", "errors", "unpriced_requests", "response_cache_hits")
 TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens")
-MONEY = ("cost", "cache_savings")
+MONEY = ("cost", "cache_savings", "response_cache_saved")
 MEASURES = COUNTS + TOKENS + MONEY
 
 _SUM = DecimalField(max_digits=38, decimal_places=12)
@@ -121,6 +129,7 @@ def event_sums() -> dict[str, Any]:
         default=Value(ZERO),
         output_field=_SUM,
     )
+    is_hit = Q(cache__in=RESPONSE_CACHE_HITS)
     return {
         "agg_requests": Count("id"),
         "agg_errors": Count("id", filter=Q(status__gte=400)),
@@ -130,6 +139,11 @@ def event_sums() -> dict[str, Any]:
         "agg_cached_input_tokens": Coalesce(Sum("cached_input_tokens"), Value(0)),
         "agg_cost": Coalesce(Sum("cost", output_field=_SUM), Value(ZERO), output_field=_SUM),
         "agg_savings_mtok": Coalesce(Sum(saved, output_field=_SUM), Value(ZERO), output_field=_SUM),
+        "agg_response_cache_hits": Count("id", filter=is_hit),
+        # Only hits: a stray cache_saved on any other event would claim a saving never made.
+        "agg_response_cache_saved": Coalesce(
+            Sum("cache_saved", filter=is_hit, output_field=_SUM), Value(ZERO), output_field=_SUM
+        ),
     }
 
 
@@ -138,6 +152,7 @@ def measures_of(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {name: int(row[f"agg_{name}"] or 0) for name in COUNTS + TOKENS}
     out["cost"] = Decimal(row["agg_cost"] or 0)
     out["cache_savings"] = Decimal(row["agg_savings_mtok"] or 0) / MILLION
+    out["response_cache_saved"] = Decimal(row["agg_response_cache_saved"] or 0)
     return out
 
 

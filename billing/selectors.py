@@ -2,6 +2,9 @@
 
 Days are UTC calendar days. A window of `days` ends today and covers `days` days, today
 included. Costs are Decimal (USD), never floats; token counts treat a missing count as 0.
+`response_cache_hits` and `response_cache_saved` are the answers the gateway's response cache
+gave and what they would have cost upstream (see billing.rollups); `cost` already holds what
+the hits themselves cost.
 """
 
 from __future__ import annotations
@@ -26,11 +29,20 @@ from django.utils import timezone
 
 from billing import controls
 from billing.models import Budget, RateLimit, UsageEvent
+from billing.rollups import RESPONSE_CACHE_HITS
 from portal.models import ApiKey, Application, Tenant
 
 USAGE_DAYS = (7, 30, 90)
 DEFAULT_USAGE_DAYS = 30
-METRICS = ("cost", "input_tokens", "output_tokens", "requests", "errors")
+METRICS = (
+    "cost",
+    "input_tokens",
+    "output_tokens",
+    "requests",
+    "errors",
+    "response_cache_hits",
+    "response_cache_saved",
+)
 
 _COST = DecimalField(max_digits=18, decimal_places=10)
 
@@ -43,6 +55,13 @@ def _metrics() -> dict:
         "output_tokens": Coalesce(Sum("output_tokens"), Value(0), output_field=IntegerField()),
         "requests": Count("id"),
         "errors": Count("id", filter=Q(status__gte=400)),
+        "response_cache_hits": Count("id", filter=Q(cache__in=RESPONSE_CACHE_HITS)),
+        # Only hits, as in the rollups: other events never saved anything.
+        "response_cache_saved": Coalesce(
+            Sum("cache_saved", filter=Q(cache__in=RESPONSE_CACHE_HITS)),
+            Value(Decimal(0)),
+            output_field=_COST,
+        ),
     }
 
 
@@ -53,6 +72,8 @@ def _zero() -> dict:
         "output_tokens": 0,
         "requests": 0,
         "errors": 0,
+        "response_cache_hits": 0,
+        "response_cache_saved": Decimal(0),
     }
 
 
@@ -82,7 +103,7 @@ def usage_events(*, tenant: Tenant, first: date, last: date):
 
 
 def usage_totals(*, tenant: Tenant, first: date, last: date) -> dict:
-    """cost, input_tokens, output_tokens, requests, errors over the window."""
+    """The METRICS over the window."""
     return usage_events(tenant=tenant, first=first, last=last).aggregate(**_metrics())
 
 

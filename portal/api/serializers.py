@@ -322,8 +322,18 @@ class CostReportLineOutputSerializer(serializers.Serializer):
     tokens = serializers.IntegerField(help_text="Input plus output tokens.")
     cost_usd = serializers.CharField(help_text=_MONEY_HELP)
     cache_savings_usd = serializers.CharField(
-        help_text="What cached input tokens did not cost: cached tokens x (input price - "
-        "cached-input price), at the prices in force at each request. " + _MONEY_HELP
+        help_text="Saved by provider prompt caching: what cached input tokens did not cost, "
+        "cached tokens x (input price - cached-input price), at the prices in force at each "
+        "request. " + _MONEY_HELP
+    )
+    response_cache_hits = serializers.IntegerField(
+        help_text="Requests the gateway's response cache answered (exact or semantic hits); "
+        "nothing went upstream for them."
+    )
+    response_cache_saved_usd = serializers.CharField(
+        help_text="Saved by the response cache: what answering its hits upstream would have "
+        "cost (the original answers' cost). What the hits themselves cost is in cost_usd. "
+        + _MONEY_HELP
     )
 
 

@@ -192,6 +192,14 @@ class UsageMetricsSerializer(serializers.Serializer):
     output_tokens = serializers.IntegerField()
     requests = serializers.IntegerField()
     errors = serializers.IntegerField(help_text="Requests answered with a status of 400 or more.")
+    response_cache_hits = serializers.IntegerField(
+        help_text="Requests the gateway's response cache answered (exact or semantic hits)."
+    )
+    response_cache_saved = serializers.DecimalField(
+        **COST,
+        help_text="Saved by the response cache, US dollars: what its hits would have cost "
+        "upstream. What the hits cost is in cost.",
+    )
 
 
 class UsageDaySerializer(UsageMetricsSerializer):

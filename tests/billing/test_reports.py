@@ -47,6 +47,8 @@ def add_event(
     output_tokens: int | None = 5,
     cached_input_tokens: int | None = None,
     status: int = 200,
+    cache: str = "",
+    cache_saved: Decimal | str | None = None,
 ) -> UsageEvent:
     return UsageEvent.objects.create(
         request_id=f"req-{next(_ids)}-{random.random()}",
@@ -64,6 +66,8 @@ def add_event(
         cost=None if cost is None else Decimal(cost),
         latency_ms=1.0,
         status=status,
+        cache=cache,
+        cache_saved=None if cache_saved is None else Decimal(cache_saved),
     )
 
 
@@ -72,6 +76,33 @@ def raw_cost(tenant, start, end) -> Decimal:
         tenant_id=tenant.pk, created_at__gte=start, created_at__lt=end
     )
     return events.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+
+
+def raw_hits(tenant, start, end) -> tuple[int, Decimal]:
+    """The response-cache hits of the raw events and what they saved (hits only)."""
+    hits = UsageEvent.objects.filter(
+        tenant_id=tenant.pk,
+        created_at__gte=start,
+        created_at__lt=end,
+        cache__in=("hit", "semantic-hit"),
+    )
+    return hits.count(), hits.aggregate(saved=Sum("cache_saved"))["saved"] or Decimal(0)
+
+
+def cached_answer(rng: random.Random) -> dict:
+    """The response-cache side of a random event: mostly not consulted or a miss; a hit sent
+    nothing upstream (no tokens), costs 0 or a per-hit price and saved the original's cost."""
+    kind = rng.choice(["", "", "", "miss", "bypass", "hit", "semantic-hit"])
+    if kind not in ("hit", "semantic-hit"):
+        return {"cache": kind}
+    return {
+        "cache": kind,
+        "cost": rng.choice(["0", "0.0001"]),
+        "cache_saved": Decimal(rng.randint(1, 9_999_999_999)) / Decimal(10**10),
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cached_input_tokens": None,
+    }
 
 
 @pytest.fixture
@@ -114,19 +145,18 @@ def fill_two_months(world, rng: random.Random, n: int = 700) -> None:
     models = ["chat", "coder", "embed-small"]
     for _ in range(n):
         at = SEP + timedelta(seconds=rng.randrange(int((NOV - SEP).total_seconds())))
-        add_event(
-            at=at,
-            tenant=world["a"],
-            key=rng.choice(keys),
-            cost=odd_cost(rng),
-            model=rng.choice(models),
-            served_model=rng.choice(["", "", "claude-chat"]),
-            provider=rng.choice(["openai-main", "claude"]),
-            input_tokens=rng.randint(1, 5000),
-            output_tokens=rng.randint(0, 2000),
-            cached_input_tokens=rng.choice([None, 0, rng.randint(0, 500)]),
-            status=rng.choice([200] * 9 + [502]),
-        )
+        event = {
+            "key": rng.choice(keys),
+            "cost": odd_cost(rng),
+            "model": rng.choice(models),
+            "served_model": rng.choice(["", "", "claude-chat"]),
+            "provider": rng.choice(["openai-main", "claude"]),
+            "input_tokens": rng.randint(1, 5000),
+            "output_tokens": rng.randint(0, 2000),
+            "cached_input_tokens": rng.choice([None, 0, rng.randint(0, 500)]),
+            "status": rng.choice([200] * 9 + [502]),
+        }
+        add_event(at=at, tenant=world["a"], **(event | cached_answer(rng)))
     for at in (OCT - timedelta(microseconds=1), OCT, NOV - timedelta(microseconds=1), NOV):
         add_event(at=at, tenant=world["a"], key=world["keys"][0], cost="0.1234567891")
     for _ in range(30):
@@ -140,6 +170,10 @@ def assert_breakdowns_sum_to_total(report: reports.CostReport) -> None:
         assert sum(line.requests for line in lines) == report.total.requests
         assert sum(line.input_tokens for line in lines) == report.total.input_tokens
         assert sum(line.cache_savings for line in lines) == report.total.cache_savings
+        hits = sum(line.response_cache_hits for line in lines)
+        assert hits == report.total.response_cache_hits
+        saved = sum((line.response_cache_saved for line in lines), Decimal(0))
+        assert saved == report.total.response_cache_saved
 
 
 # --- rollups -----------------------------------------------------------------------------
@@ -233,6 +267,90 @@ def test_the_beat_tasks_roll_up_the_recent_buckets(world):
     assert UsageRollupMark.objects.filter(granularity="day").count() == 2
 
 
+def add_cache_mix(world, at: datetime) -> None:
+    """Two exact hits, a semantic hit, and events that saved nothing: a miss (with a stray
+    cache_saved, which must not count), a bypass and one that didn't consult the cache."""
+    a, (web1, web2, batch1) = world["a"], world["keys"]
+    tokens = {"input_tokens": 0, "output_tokens": 0}
+    add_event(
+        at=at, tenant=a, key=web1, cost="0", cache="hit", cache_saved="0.0123456789", **tokens
+    )
+    add_event(
+        at=at + timedelta(minutes=5),
+        tenant=a,
+        key=web1,
+        cost="0.0001",  # a per-hit price
+        cache="hit",
+        cache_saved="0.2500000001",
+        **tokens,
+    )
+    add_event(
+        at=at + timedelta(hours=2),
+        tenant=a,
+        key=batch1,
+        model="coder",
+        cost="0",
+        cache="semantic-hit",
+        cache_saved="1.0000000000",
+        **tokens,
+    )
+    add_event(at=at, tenant=a, key=web2, cost="0.02", cache="miss", cache_saved="7")
+    add_event(at=at, tenant=a, key=web2, cost="0.03", cache="bypass")
+    add_event(at=at + timedelta(hours=2), tenant=a, key=batch1, cost="0.04", cache="")
+    # another tenant's hit is not A's
+    add_event(at=at, tenant=world["b"], key=world["b_key"], cost="0", cache="hit", cache_saved="5")
+
+
+def test_rollups_count_response_cache_hits_and_sum_what_they_saved(world):
+    start = OCT + timedelta(days=6)
+    add_cache_mix(world, start)
+    a = world["a"]
+
+    assert rollups.rollup(rollups.HOUR, start, start + timedelta(hours=3)) > 0
+    first = rollup_rows(rollups.HOUR)
+    mine = UsageRollup.objects.filter(granularity="hour", tenant_id=a.pk)
+    assert sum(r.response_cache_hits for r in mine) == 3
+    assert sum(r.response_cache_saved for r in mine) == Decimal("1.2623456790")
+    # per bucket and key: web1's two hits in the first hour, batch1's semantic hit two hours on
+    per_key: dict[tuple, tuple[int, Decimal]] = {}
+    for r in mine:  # a key's bucket has a row per model
+        hits, saved = per_key.get((r.bucket_start, r.api_key_id), (0, Decimal(0)))
+        per_key[r.bucket_start, r.api_key_id] = (
+            hits + r.response_cache_hits,
+            saved + r.response_cache_saved,
+        )
+    web1, web2, batch1 = world["keys"]
+    assert per_key == {
+        (start, web1.pk): (2, Decimal("0.2623456790")),
+        (start, web2.pk): (0, Decimal(0)),  # the miss's stray cache_saved and the bypass
+        (start + timedelta(hours=2), batch1.pk): (1, Decimal("1.0000000000")),
+    }
+    other = UsageRollup.objects.get(granularity="hour", tenant_id=world["b"].pk)
+    assert (other.response_cache_hits, other.response_cache_saved) == (1, Decimal(5))
+
+    # idempotent: the same rows again
+    rollups.rollup(rollups.HOUR, start, start + timedelta(hours=3))
+    assert rollup_rows(rollups.HOUR) == first
+
+    # a late hit: recomputing its bucket replaces the bucket's figures
+    add_event(
+        at=start + timedelta(minutes=30),
+        tenant=a,
+        key=web1,
+        cost="0",
+        cache="semantic-hit",
+        cache_saved="0.0000000010",
+    )
+    rollups.rollup(rollups.HOUR, start, start + timedelta(minutes=1))
+    row = UsageRollup.objects.get(granularity="hour", bucket_start=start, api_key_id=web1.pk)
+    assert (row.response_cache_hits, row.response_cache_saved) == (3, Decimal("0.2623456800"))
+
+    # days agree with hours
+    rollups.rollup(rollups.DAY, start, start + timedelta(hours=1))
+    (day,) = UsageRollup.objects.filter(granularity="day", tenant_id=a.pk, api_key_id=web1.pk)
+    assert (day.response_cache_hits, day.response_cache_saved) == (3, Decimal("0.2623456800"))
+
+
 # --- reports: exact to the raw events ------------------------------------------------------
 
 
@@ -252,6 +370,9 @@ def test_report_totals_equal_the_raw_events_to_the_cent_with_and_without_rollups
     assert plain.total.unpriced_requests == events.filter(cost__isnull=True).count()
     assert plain.total.errors == events.filter(status__gte=400).count()
     assert plain.total.input_tokens == events.aggregate(n=Sum("input_tokens"))["n"]
+    hits, saved = raw_hits(a, OCT, NOV)
+    assert hits > 0 and saved.as_tuple().exponent == -10  # odd, unrounded figures
+    assert (plain.total.response_cache_hits, plain.total.response_cache_saved) == (hits, saved)
     assert plain.trend.previous_cost == raw_sep
     assert_breakdowns_sum_to_total(plain)
 
@@ -272,9 +393,23 @@ def test_report_totals_equal_the_raw_events_to_the_cent_with_and_without_rollups
             cost="0.0000000003",
         )
     add_event(at=SEP + timedelta(days=10), tenant=a, cost="2.0000000001")
+    add_event(  # a late hit in a rolled-up day
+        at=OCT + timedelta(days=4, hours=2),
+        tenant=a,
+        cost="0",
+        cache="hit",
+        cache_saved="0.0000000007",
+        input_tokens=0,
+        output_tokens=0,
+    )
     late = reports.monthly_report(a, 2026, 10)
     assert late.total.cost == raw_cost(a, OCT, NOV) == raw_oct + Decimal("0.0000000009")
-    assert late.total.requests == plain.total.requests + 3
+    assert late.total.response_cache_hits == hits + 1
+    assert late.total.response_cache_saved == saved + Decimal("0.0000000007")
+    assert (late.total.response_cache_hits, late.total.response_cache_saved) == raw_hits(
+        a, OCT, NOV
+    )
+    assert late.total.requests == plain.total.requests + 4
     assert late.trend.previous_cost == raw_cost(a, SEP, OCT)
     assert_breakdowns_sum_to_total(late)
 
@@ -419,6 +554,79 @@ def test_cache_savings_use_the_price_in_force_at_each_event(world):
     }
     rollups.rollup(rollups.DAY, OCT, NOV)
     assert reports.monthly_report(a, 2026, 10).total.cache_savings == expected
+
+
+def test_reports_show_response_cache_hits_and_savings_apart_from_prompt_caching(world):
+    a = world["a"]
+    web1, web2, batch1 = world["keys"]
+    Price.objects.create(
+        model_name="chat",
+        input_per_mtok=Decimal(2),
+        output_per_mtok=Decimal(8),
+        cached_input_per_mtok=Decimal("0.5"),
+        effective_from=SEP,
+    )
+    add_cache_mix(world, OCT + timedelta(days=6))
+    # prompt caching saves 1.5 (1M cached tokens x $1.5/M); it is no response-cache hit
+    add_event(
+        at=OCT + timedelta(days=8),
+        tenant=a,
+        key=web2,
+        cost="0",
+        input_tokens=2_000_000,
+        cached_input_tokens=1_000_000,
+    )
+    add_event(at=SEP + timedelta(days=3), tenant=a, cost="0", cache="hit", cache_saved="3")
+
+    def check(report: reports.CostReport) -> None:
+        total = report.total
+        assert (total.response_cache_hits, total.response_cache_saved) == (
+            3,
+            Decimal("1.2623456790"),
+        )
+        assert total.cache_savings == Decimal("1.5")
+        assert total.cost == Decimal("0.0901")  # the per-hit price, the miss and the rest
+        by_key = {
+            line.id: (line.response_cache_hits, line.response_cache_saved) for line in report.by_key
+        }
+        assert by_key == {
+            web1.pk: (2, Decimal("0.2623456790")),
+            web2.pk: (0, Decimal(0)),
+            batch1.pk: (1, Decimal("1.0000000000")),
+        }
+        by_model = {line.label: line.response_cache_hits for line in report.by_model}
+        assert by_model == {"chat": 2, "coder": 1}
+        assert_breakdowns_sum_to_total(report)
+
+    plain = reports.monthly_report(a, 2026, 10)
+    check(plain)
+    rollups.rollup(rollups.DAY, SEP, NOV)
+    rolled = reports.monthly_report(a, 2026, 10)
+    check(rolled)
+    assert rolled.total == plain.total and rolled.by_key == plain.by_key
+
+    data = rolled.as_dict()["total"]
+    assert data["response_cache_hits"] == 3
+    assert data["response_cache_saved_usd"] == "1.2623456790"
+    assert data["cache_savings_usd"] == "1.500000000000"
+    assert rolled.total.response_cache_saved_display == "$1.26"
+
+    rows = list(csv.DictReader(io.StringIO(report_files.report_csv(rolled).decode("utf-8"))))
+    (total,) = [row for row in rows if row["section"] == "total"]
+    assert total["response_cache_hits"] == "3"
+    assert total["response_cache_saved_usd"] == "1.2623456790"
+    assert total["cache_savings_usd"] == "1.500000000000"
+    keys = [row for row in rows if row["section"] == "key"]
+    assert sum(int(row["response_cache_hits"]) for row in keys) == 3
+    assert sum(Decimal(row["response_cache_saved_usd"]) for row in keys) == Decimal("1.2623456790")
+    (previous,) = [row for row in rows if row["section"] == "previous_month"]
+    assert previous["response_cache_hits"] == previous["response_cache_saved_usd"] == ""
+
+    text = pdf_text(report_files.report_pdf(rolled))
+    assert "Saved by prompt caching: $1.50" in text
+    # (PDF strings escape parentheses, so the hits are looked for on their own)
+    assert "Saved by the response cache: $1.26" in text and "3 answers from the cache" in text
+    assert "cache hits" in text  # the tables' column (its heading wraps)
 
 
 # --- files ---------------------------------------------------------------------------------

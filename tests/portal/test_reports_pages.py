@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -85,6 +86,75 @@ def test_a_months_report_page_shows_the_totals_and_download_links(client, world)
     pdf_url = page("report_download", slug="tenant-a", month="2026-10", fmt="pdf")
     assert f'href="{csv_url}"' in html and "Download CSV" in html
     assert f'href="{pdf_url}"' in html and "Download PDF" in html
+
+
+def add_hits(world) -> None:
+    """October: two response-cache hits of A (one semantic, one with a per-hit price) and
+    events that saved nothing (a miss with a stray cache_saved, a bypass); B has a hit too."""
+    a = world["a"]
+    none = {"input_tokens": 0, "output_tokens": 0}
+    add_event(
+        at=OCT + timedelta(days=3), tenant=a, cost="0", cache="hit", cache_saved="0.75", **none
+    )
+    add_event(
+        at=OCT + timedelta(days=4),
+        tenant=a,
+        model="coder",
+        cost="0.0001",
+        cache="semantic-hit",
+        cache_saved="0.5000000001",
+        **none,
+    )
+    add_event(at=OCT + timedelta(days=4), tenant=a, cost="0.01", cache="miss", cache_saved="8")
+    add_event(at=OCT + timedelta(days=4), tenant=a, cost="0.01", cache="bypass")
+    add_event(
+        at=OCT + timedelta(days=4), tenant=world["b"], cost="0", cache="hit", cache_saved="40"
+    )
+
+
+def test_a_months_report_page_shows_the_response_cache_apart_from_prompt_caching(client, world):
+    add_hits(world)
+    rollups.rollup(rollups.DAY, OCT, OCT + timedelta(days=4))  # the first hit rolled up
+    client.force_login(world["victor"])
+    html = client.get(page("report", slug="tenant-a", month="2026-10")).content.decode()
+    assert '<span class="stat-value" id="response-cache-savings">$1.25</span>' in html
+    assert '<span class="stat-label">Saved by the response cache</span>' in html
+    assert 'id="response-cache-hits">2 answers from the cache<' in html
+    assert '<span class="stat-value" id="cache-savings">$0.00</span>' in html  # prompt caching
+    model = html.split('id="by-model"')[1].split("</table>")[0]
+    assert "Saved by prompt caching" in model and "Saved by the response cache" in model
+    coder = re.findall(r"<td>([^<]*)</td>", model.split(">coder<")[1].split("</tr>")[0])
+    assert coder[-3:] == ["1", "$0.50", "$0.00"]  # hits, saved by the response cache, cost
+
+
+def test_the_api_and_csv_carry_the_response_cache_figures(world):
+    add_hits(world)
+    rollups.rollup(rollups.DAY, OCT, OCT + timedelta(days=4))
+    client = with_token(world)
+    data = client.get(api(slug="tenant-a", month="2026-10")).json()
+    assert data["total"]["response_cache_hits"] == 2
+    assert data["total"]["response_cache_saved_usd"] == "1.2500000001"
+    assert data["total"]["cache_savings_usd"] == "0.000000000000"  # unchanged, prompt caching
+    by_model = {
+        row["name"]: (row["response_cache_hits"], row["response_cache_saved_usd"])
+        for row in data["by_model"]
+    }
+    assert by_model == {"chat": (1, "0.7500000000"), "coder": (1, "0.5000000001")}
+    for section in ("by_application", "by_key"):
+        assert sum(row["response_cache_hits"] for row in data[section]) == 2
+
+    got = client.get(api(slug="tenant-a", month="2026-10"), {"format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(got.content.decode())))
+    (total,) = [row for row in rows if row["section"] == "total"]
+    assert (total["response_cache_hits"], total["response_cache_saved_usd"]) == (
+        "2",
+        "1.2500000001",
+    )
+    spec = APIClient().get("/api/schema/", {"format": "json"}).json()
+    line = spec["components"]["schemas"]["CostReportLineOutput"]
+    assert {"cache_savings_usd", "response_cache_hits", "response_cache_saved_usd"} <= set(
+        line["required"]
+    )
 
 
 def test_downloads(client, world):

@@ -73,8 +73,20 @@ def w():
     }
 
 
-def use(tenant, key, *, cost, when=None, model="demo-chat", status=200, tokens=(100, 20)):
-    """One stored usage event, as the gateway's usage writer stores it."""
+def use(
+    tenant,
+    key,
+    *,
+    cost,
+    when=None,
+    model="demo-chat",
+    status=200,
+    tokens=(100, 20),
+    cache="",
+    cache_saved=None,
+):
+    """One stored usage event, as the gateway's usage writer stores it (`cache_saved` a
+    decimal string, as in gateway.usage.UsageRecord.as_row)."""
     usage_store_batch(
         rows=[
             {
@@ -93,6 +105,8 @@ def use(tenant, key, *, cost, when=None, model="demo-chat", status=200, tokens=(
                 "latency_ms": 12.5,
                 "status": status,
                 "error_type": "" if status < 400 else "upstream_error",
+                "cache": cache,
+                "cache_saved": cache_saved,
             }
         ]
     )
@@ -129,6 +143,8 @@ def test_the_selectors_add_up_per_day_model_application_and_key(w):
         "output_tokens": 60,
         "requests": 5,
         "errors": 1,
+        "response_cache_hits": 0,
+        "response_cache_saved": Decimal(0),
     }
     assert len(report.per_day) == 30
     assert report.per_day[-1]["day"] == now.date() and report.per_day[-1]["requests"] == 4
@@ -189,6 +205,94 @@ def test_the_usage_page_shows_totals_charts_and_tables_to_a_viewer(client, w):
     assert 'href="?days=7" aria-current="page"' in week
     fallback = page(client, "usage", w["a"].slug, days="5")  # not offered: the default
     assert 'href="?days=30" aria-current="page"' in fallback
+
+
+def _hits(w, now):
+    """Two hits of the bot key (one semantic), and events that saved nothing: a miss (with a
+    stray cache_saved, which must not count), a bypass, one without the cache; and B's hit."""
+    use(w["a"], w["bot_key"], cost="0", when=now, tokens=(0, 0), cache="hit", cache_saved="0.5")
+    use(
+        w["a"],
+        w["bot_key"],
+        cost="0.0001",  # a per-hit price
+        when=now - timedelta(days=1),
+        tokens=(0, 0),
+        cache="semantic-hit",
+        cache_saved="0.2500000001",
+    )
+    use(
+        w["a"],
+        w["web_key"],
+        cost="0.0300",
+        when=now,
+        model="demo-embed",
+        cache="hit",
+        cache_saved="1.25",
+        tokens=(0, 0),
+    )
+    use(w["a"], w["web_key"], cost="0.0200", when=now, cache="miss", cache_saved="9")
+    use(w["a"], w["web_key"], cost="0.0100", when=now, cache="bypass")
+    use(w["a"], None, cost="0.0400", when=now)
+    use(w["b"], w["b_key"], cost="0", when=now, tokens=(0, 0), cache="hit", cache_saved="7")
+
+
+def test_the_selectors_count_response_cache_hits_and_what_they_saved(w):
+    now = timezone.now()
+    _hits(w, now)
+    report = usage.usage_report(tenant=w["a"], days=7, now=now)
+    assert report.totals["response_cache_hits"] == 3
+    assert report.totals["response_cache_saved"] == Decimal("2.0000000001")
+    assert report.totals["cost"] == Decimal("0.1001")  # what the hits cost is in the cost
+    assert report.totals["requests"] == 6
+    assert [(r["response_cache_hits"], r["response_cache_saved"]) for r in report.per_day[-2:]] == [
+        (1, Decimal("0.2500000001")),
+        (2, Decimal("1.75")),
+    ]
+    assert {r["model"]: r["response_cache_hits"] for r in report.by_model} == {
+        "demo-chat": 2,
+        "demo-embed": 1,
+    }
+    by_key = {
+        r["key_name"]: (r["response_cache_hits"], r["response_cache_saved"]) for r in report.by_key
+    }
+    assert by_key == {
+        "bot-ci": (2, Decimal("0.7500000001")),
+        "web-prod": (1, Decimal("1.25")),
+        "": (0, Decimal(0)),
+    }
+    by_app = {r["application_name"]: r["response_cache_saved"] for r in report.by_application}
+    assert by_app == {"billing-bot": Decimal("0.7500000001"), "web-shop": Decimal("1.25"), "": 0}
+    b = usage.usage_report(tenant=w["b"], days=7, now=now).totals
+    assert (b["response_cache_hits"], b["response_cache_saved"]) == (1, Decimal(7))
+
+
+def test_the_usage_page_and_api_show_the_response_cache(client, w):
+    from rest_framework.test import APIClient
+
+    now = timezone.now()
+    _hits(w, now)
+    html = page(login(client, w["victor"]), "usage", w["a"].slug)
+    assert re.search(r'id="response-cache-saved">\$2\.0000<', html)
+    assert re.search(r'id="response-cache-hits">3 answers from the cache<', html)
+    assert "Saved by the response cache" in html
+    for table in ("per-day-table", "by-model", "by-application", "by-key"):
+        head = html.split(f'id="{table}"')[1].split("</thead>")[0]
+        assert "Response cache hits" in head and "Saved by the response cache (USD)" in head
+    row = html.split('id="by-key"')[1].split("bot-ci")[1].split("</tr>")[0]
+    cells = re.findall(r"<td>([^<]*)</td>", row)
+    assert cells[-3:] == ["2", "0.7500", "0.0001"]  # hits, saved, cost
+
+    api = APIClient()
+    api.force_authenticate(w["victor"])
+    body = api.get(reverse("api:usage", args=[w["a"].slug]), {"days": 7}).json()
+    assert body["totals"]["response_cache_hits"] == 3
+    assert Decimal(body["totals"]["response_cache_saved"]) == Decimal("2.0000000001")
+    assert body["per_day"][-1]["response_cache_hits"] == 2
+    assert {k["key_name"]: k["response_cache_hits"] for k in body["by_key"]} == {
+        "bot-ci": 2,
+        "web-prod": 1,
+        "": 0,
+    }
 
 
 def test_usage_pages_are_for_members_only(client, w):
