@@ -26,6 +26,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "audit.view": frozenset({Role.OWNER, Role.ADMIN}),
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER}),
     "budget.manage": frozenset({Role.OWNER, Role.ADMIN}),
+    "cache.purge": frozenset({Role.OWNER, Role.ADMIN}),
 }
 ACTIONS = tuple(MATRIX)
 

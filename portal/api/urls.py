@@ -16,6 +16,11 @@ from portal.api.views.budgets import (
     RateLimitDetailApi,
     RateLimitListSetApi,
 )
+from portal.api.views.cache import (
+    CachePolicyDetailApi,
+    CachePolicyListSetApi,
+    TenantCachePurgeApi,
+)
 from portal.api.views.catalog import (
     ApplicationSubscriptionListCreateApi,
     ProductDetailApi,
@@ -111,6 +116,10 @@ urlpatterns = [
         CostReportApi.as_view(),
         name="cost-report",
     ),
+    # the response cache
+    path("cache-policies/", CachePolicyListSetApi.as_view(), name="cache-policies"),
+    path("cache-policies/<int:id>/", CachePolicyDetailApi.as_view(), name="cache-policy"),
+    path("tenants/<slug:slug>/cache/purge/", TenantCachePurgeApi.as_view(), name="cache-purge"),
     # audit log and personal access tokens
     path("audit/", AuditEventListApi.as_view(), name="audit"),
     path("tokens/", TokenListCreateApi.as_view(), name="tokens"),

@@ -4,6 +4,16 @@ Writes check the permission matrix (portal.access) and record an audit event in 
 transaction; a service never trusts that the caller checked.
 """
 
+from portal.services.cache import (  # noqa: F401
+    PolicyInvalid,
+    PurgeFailed,
+    access_cache_policy_by_id,
+    cache_policies_visible_to,
+    cache_policy_delete,
+    cache_policy_set,
+    cache_purge,
+    may_manage_cache,
+)
 from portal.services.common import (  # noqa: F401
     KEY_PREFIX,
     SYSTEM,

@@ -264,6 +264,7 @@ def isolation_cases(w) -> dict[tuple[str, str], tuple[str, dict | None]]:
     product = w.private_product.slug
     budget = controls.budget_set(actor=SYSTEM, tenant=w.a, amount_usd=Decimal(5)).pk
     limit = controls.rate_limit_set(actor=SYSTEM, tenant=w.a, requests_per_minute=5).pk
+    policy = services.cache_policy_set(actor=SYSTEM, product=w.private_product, mode="exact").pk
     return {
         ("tenant", "get"): (url("tenant", slug=a), None),
         ("members", "get"): (url("members", slug=a), None),
@@ -305,6 +306,10 @@ def isolation_cases(w) -> dict[tuple[str, str], tuple[str, dict | None]]:
         ("rate-limit", "get"): (url("rate-limit", slug=a, id=limit), None),
         ("rate-limit", "delete"): (url("rate-limit", slug=a, id=limit), None),
         ("usage", "get"): (url("usage", slug=a), None),
+        ("cache-policy", "get"): (url("cache-policy", id=policy), None),
+        ("cache-policy", "patch"): (url("cache-policy", id=policy), {"mode": "off"}),
+        ("cache-policy", "delete"): (url("cache-policy", id=policy), None),
+        ("cache-purge", "post"): (url("cache-purge", slug=a), None),
     }
 
 
