@@ -96,7 +96,9 @@ def test_no_cache_skips_the_lookup_and_no_store_skips_the_save(gateway, openai_f
     client = sdk(gateway, key)
     assert ask(client, "Q1", {"x-waystation-cache": "no-store"})[0]["x-waystation-cache"] == "miss"
     assert ask(client, "Q1")[0]["x-waystation-cache"] == "miss"  # the first wasn't kept
-    assert ask(client, "Q1", {"x-waystation-cache": "no-cache"})[0]["x-waystation-cache"] == "bypass"
+    assert (
+        ask(client, "Q1", {"x-waystation-cache": "no-cache"})[0]["x-waystation-cache"] == "bypass"
+    )
     assert ask(client, "Q1")[0]["x-waystation-cache"] == "hit"
     assert len(openai_fake.requests) == 3
 
@@ -187,12 +189,14 @@ def test_tool_calls_replay_through_the_anthropic_route(gateway, openai_fake, key
 def test_entries_never_cross_tenants_and_may_be_scoped_per_key_or_user(gateway, openai_fake):
     configure(openai_fake)
     ask(sdk(gateway, new_key(tenant="acme")), "Shared question")
-    assert ask(sdk(gateway, new_key(tenant="globex")), "Shared question")[0][
-        "x-waystation-cache"
-    ] == "miss"
-    assert ask(sdk(gateway, new_key(tenant="acme")), "Shared question")[0][
-        "x-waystation-cache"
-    ] == "hit"  # another key of the same tenant
+    assert (
+        ask(sdk(gateway, new_key(tenant="globex")), "Shared question")[0]["x-waystation-cache"]
+        == "miss"
+    )
+    assert (
+        ask(sdk(gateway, new_key(tenant="acme")), "Shared question")[0]["x-waystation-cache"]
+        == "hit"
+    )  # another key of the same tenant
 
     configure(openai_fake, "cache: {mode: exact, scope: user}")
     acme = sdk(gateway, new_key(tenant="acme"))
@@ -291,11 +295,18 @@ def test_an_error_is_never_cached(gateway, openai_fake, key):
 
 def test_images_are_part_of_the_key(gateway, openai_fake, key):
     def with_image(url: str) -> httpx.Response:
-        content = [{"type": "text", "text": "what is it"}, {"type": "image_url", "image_url": {"url": url}}]
+        content = [
+            {"type": "text", "text": "what is it"},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]
         return httpx.post(
             gateway.base_url + "/v1/chat/completions",
             headers={"authorization": f"Bearer {key}"},
-            json={"model": "chat", "temperature": 0, "messages": [{"role": "user", "content": content}]},
+            json={
+                "model": "chat",
+                "temperature": 0,
+                "messages": [{"role": "user", "content": content}],
+            },
         )
 
     assert with_image("https://x.test/a.png").headers["x-waystation-cache"] == "miss"

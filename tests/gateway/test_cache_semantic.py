@@ -30,8 +30,14 @@ def configure(fake, extra: str = "") -> None:
     catalog.invalidate()
 
 
-def ask(base_url: str, key: str, text: str, system: str = "You answer support questions.",
-        headers: dict | None = None, name: str | None = None):
+def ask(
+    base_url: str,
+    key: str,
+    text: str,
+    system: str = "You answer support questions.",
+    headers: dict | None = None,
+    name: str | None = None,
+):
     client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0)
     user = {"role": "user", "content": text} | ({"name": name} if name else {})
     raw = client.chat.completions.with_raw_response.create(
