@@ -252,4 +252,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # faiss reports at INFO which of its builds it loaded, with a traceback-like line.
+    "loggers": {"faiss.loader": {"level": "WARNING"}},
 }

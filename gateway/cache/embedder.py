@@ -15,8 +15,10 @@ import importlib.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # loaded with the model, on first use
+    import numpy as np
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
@@ -67,6 +69,8 @@ class LocalMiniLM:
         self._tokenizer, self._session = tokenizer, session
 
     def embed_sync(self, text: str) -> np.ndarray:
+        import numpy as np
+
         if self._session is None:
             with self._lock:
                 if self._session is None:

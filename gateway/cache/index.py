@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-
-import faiss
-import numpy as np
+from typing import TYPE_CHECKING
 
 from gateway.cache.store import CacheStore, LogId, LogItem
+
+if TYPE_CHECKING:  # imported on first use: a gateway without semantic caching never loads them
+    import faiss
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class Mirror:
             self._last = None  # the log is gone: a new one starts from scratch
         if not items:
             return
+        import numpy as np
+
         vectors = np.stack([np.frombuffer(item.vector, dtype=np.float32) for item in items])
         if self._index is None or self._index.d != vectors.shape[1]:
             self._reset(vectors.shape[1])
@@ -56,6 +60,8 @@ class Mirror:
         self._last = items[-1].log_id
 
     def _reset(self, dimensions: int) -> None:
+        import faiss
+
         # An exact scan: at the 10,000 entries a partition holds by default it takes well under
         # a millisecond, never misses a neighbour, and removes entries cheaply.
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimensions))  # vectors are normalised
@@ -79,6 +85,8 @@ class Mirror:
 
     def forget(self, label: int) -> None:
         if self._items.pop(label, None) is not None and self._index is not None:
+            import numpy as np
+
             self._index.remove_ids(np.array([label], dtype=np.int64))
 
 

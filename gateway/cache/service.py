@@ -12,8 +12,8 @@ import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import numpy as np
 from django.conf import settings
 
 from gateway import catalog, router
@@ -30,6 +30,9 @@ from gateway.cache.policy import (
 from gateway.cache.store import CacheStore, MemoryCacheStore, RedisCacheStore
 from gateway.errors import GatewayError
 from gateway.schemas import ChatRequest, ChatResponse, EmbeddingRequest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +198,8 @@ async def _embed(lookup: Lookup, req: ChatRequest) -> None:
 
 
 async def _embed_through_gateway(model: str, text: str) -> np.ndarray:
+    import numpy as np
+
     entry = await catalog.resolve(model, allowed=True, mode="embedding")
     resp, _ = await router.embed(entry, EmbeddingRequest(model, (text,)), [])
     vector = np.asarray(resp.vectors[0], dtype=np.float32)
