@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from gateway.cache.policy import MAX_TTL_SECONDS
 from gateway.models import CachePolicy
+from portal.services.cache import FIELDS as POLICY_FIELDS
 from portal.services.cache import MAX_ENTRIES
 
 
@@ -47,21 +48,7 @@ class CachePolicyOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CachePolicy
-        fields = [
-            "id",
-            "product",
-            "model_name",
-            "mode",
-            "cacheable",
-            "scope",
-            "ttl_seconds",
-            "similarity_threshold",
-            "max_entries",
-            "embedding_model",
-            "hit_price_usd",
-            "from_config",
-            "updated_at",
-        ]
+        fields = ["id", "product", "model_name", *POLICY_FIELDS, "from_config", "updated_at"]
         read_only_fields = fields
         extra_kwargs = {
             "model_name": {"help_text": "The model it applies to; empty: every model."},
