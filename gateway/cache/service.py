@@ -34,6 +34,8 @@ from gateway.schemas import ChatRequest, ChatResponse, EmbeddingRequest
 if TYPE_CHECKING:
     import numpy as np
 
+    from gateway.auth import Principal
+
 log = logging.getLogger(__name__)
 
 
@@ -107,7 +109,9 @@ def reset() -> None:
     _mirrors.clear()
 
 
-async def consult(principal, req: ChatRequest, headers: dict[bytes, bytes]) -> Lookup | None:
+async def consult(
+    principal: Principal, req: ChatRequest, headers: dict[bytes, bytes]
+) -> Lookup | None:
     """None when the cache doesn't apply to this request at all."""
     directives = parse_directives(headers.get(HEADER))
     policy = (await catalog.current()).cache_policy(principal.products, req.model)
@@ -137,7 +141,7 @@ async def _find(lookup: Lookup, req: ChatRequest) -> Hit | None:
     exact_key = _exact_key(lookup)
     (raw,) = await store().get_many([exact_key])
     if raw is not None:
-        return _hit("hit", raw, req)
+        return _hit("hit", raw)
     if not lookup.semantic:
         return None
     await _embed(lookup, req)
@@ -154,11 +158,11 @@ async def _find(lookup: Lookup, req: ChatRequest) -> Hit | None:
         if raw is None:  # expired or evicted since it was logged
             mirror.forget(candidate.label)
             continue
-        return _hit("semantic-hit", raw, req, candidate.similarity)
+        return _hit("semantic-hit", raw, candidate.similarity)
     return None
 
 
-def _hit(kind: str, raw: bytes, req: ChatRequest, similarity: float | None = None) -> Hit:
+def _hit(kind: str, raw: bytes, similarity: float | None = None) -> Hit:
     entry = entries.decode(raw, response_id="")
     age = max(0, int(time.time() - entry.created))
     return Hit(kind, entry.response, entry.cost, age, similarity)
