@@ -16,7 +16,7 @@ from decimal import Decimal
 import orjson
 
 from billing.pricing import PriceEntry, cost_of
-from gateway import auth, catalog, choice, limits, router, tokens
+from gateway import auth, catalog, choice, limits, metadata, router, tokens
 from gateway.cache import entries as cache_entries
 from gateway.cache import service as response_cache
 from gateway.catalog import ModelEntry, Target
@@ -87,6 +87,7 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     principal = await auth.authenticate(call.headers)
     record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
     req = codec.parse_request(decode_json(call.body))
+    req = metadata.apply(call.headers, req, record)
     record.public_model, record.stream = req.model, req.stream
     chosen = await choice.choose(principal, req, call.headers)
     entry, record.routing = chosen.entry, chosen.reason
