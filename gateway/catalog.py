@@ -82,6 +82,7 @@ class ModelEntry:
     capabilities: frozenset[str] = frozenset()  # tools, vision, json: what `auto` may rely on
     tier: int | None = None  # 1 simple .. 3 complex: the prompts `auto` may send it
     auto: tuple[str, ...] = ()  # an `auto` model: its candidates, cheapest fit first
+    output_reservation: int | None = None  # tokens kept for the answer in conversations
 
     @property
     def servable(self) -> bool:
@@ -224,6 +225,7 @@ def load() -> Catalog:
             capabilities=frozenset(m.capabilities or ()),
             tier=m.tier,
             auto=tuple(m.auto_candidates or ()),
+            output_reservation=m.output_reservation,
         )
         for m in LanguageModel.objects.filter(enabled=True)
     }

@@ -91,6 +91,7 @@ class ModelSpec:
     tier: int | None = None
     auto: list[str] = field(default_factory=list)
     cache: dict[str, Any] | None = None  # CachePolicy fields, from `cache:`
+    output_reservation: int | None = None
 
 
 @dataclass
@@ -234,6 +235,7 @@ class _Validator(RoutingChecks, CacheChecks):
             "tier",
             "auto",
             "cache",
+            "output_reservation",
         }
         self.unknown(node, allowed, "model")
         name = self.text(node, "name")
@@ -258,6 +260,13 @@ class _Validator(RoutingChecks, CacheChecks):
             self.fail(node, f"model '{name}' needs at least one deployment")
         price = self.price(node.get("price"), node) if node.get("price") is not None else None
         spec = ModelSpec(name, mode, window, price, [d for d in deployments if d])
+        reservation = node.get("output_reservation")
+        if reservation is not None and (
+            not isinstance(reservation, int) or isinstance(reservation, bool) or reservation < 1
+        ):
+            self.fail(node, "'output_reservation' must be a positive integer")
+        else:
+            spec.output_reservation = reservation
         self.resilience(node, spec)
         self.abilities(node, spec)
         self.cache(node, spec)
@@ -405,6 +414,7 @@ def _apply_model(spec: ModelSpec, providers: dict[str, Provider], report: ApplyR
         "capabilities": spec.capabilities,
         "tier": spec.tier,
         "auto_candidates": spec.auto,
+        "output_reservation": spec.output_reservation,
         "enabled": True,
         "from_config": True,
     }

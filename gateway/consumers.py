@@ -16,7 +16,7 @@ import orjson
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
-from gateway import pipeline, usage
+from gateway import pipeline, stateful, usage
 from gateway.errors import GatewayError
 from gateway.providers import client_codec
 from gateway.providers.base import ClientCodec
@@ -77,7 +77,10 @@ class GatewayConsumer(AsyncHttpConsumer):
                     status=405,
                 )
             body = await _read_body(headers, receive)
-            work = self.handler()(pipeline.Call(headers, body, record))
+            call = pipeline.Call(
+                headers, body, record, self.scope["method"], self.scope.get("query_string", b"")
+            )
+            work = self.handler()(call)
             reply = await _unless_gone(work, receive)
         except _BodyTooLarge:
             reply = self._error_reply(
@@ -92,14 +95,21 @@ class GatewayConsumer(AsyncHttpConsumer):
         except _ClientGone:
             raise
         except Exception:
-            log.exception("request %s failed", record.request_id)
+            log.exception("request %s trace=%s failed", record.request_id, record.trace_id or "-")
             reply = self._error_reply(GatewayError("internal", "Internal gateway error."), record)
         await self._send_reply(reply, record, receive)
 
     def _error_reply(self, err: GatewayError, record: UsageRecord) -> pipeline.Reply:
         record.status, record.error_type = err.status, err.kind
         level = logging.ERROR if err.status >= 500 else logging.INFO
-        log.log(level, "request %s: %s %s", record.request_id, err.status, err.message)
+        log.log(
+            level,
+            "request %s trace=%s: %s %s",
+            record.request_id,
+            record.trace_id or "-",
+            err.status,
+            err.message,
+        )
         headers = []
         if err.retry_after is not None:
             headers.append((b"retry-after", str(int(err.retry_after + 0.999)).encode()))
@@ -237,3 +247,70 @@ class NotFoundConsumer(GatewayConsumer):
 
     def counts_usage(self) -> bool:
         return False
+
+
+class ResponsesConsumer(GatewayConsumer):
+    def handler(self) -> Handler:
+        return stateful.create_response
+
+    def route_name(self) -> str:
+        return "responses"
+
+
+class _StateConsumer(GatewayConsumer):
+    """Reads and writes of stored state: no model call, so no usage event."""
+
+    routes: dict[tuple[str, str], Callable[..., Awaitable[pipeline.Reply]]] = {}
+
+    def handler(self) -> Handler:
+        kwargs = dict(self.scope["url_route"]["kwargs"])
+        part = kwargs.pop("part", None) or ""
+        found = self.routes.get((self.scope["method"], part))
+        if found is None:
+            allowed = sorted({m for m, p in self.routes if p == part})
+            raise GatewayError(
+                "invalid_request",
+                f"Method {self.scope['method']} is not allowed here; use {', '.join(allowed)}.",
+                status=405,
+            )
+        return lambda call: found(call, *kwargs.values())
+
+    async def _serve(self, headers, receive, record) -> None:
+        self.methods = tuple({m for m, _ in self.routes})
+        try:
+            self.handler()  # an unknown method answers 405 before the body is read
+        except GatewayError as err:
+            await self._send_reply(self._error_reply(err, record), record, receive)
+            return
+        await super()._serve(headers, receive, record)
+
+    def counts_usage(self) -> bool:
+        return False
+
+
+class ResponseConsumer(_StateConsumer):
+    routes = {
+        ("GET", ""): stateful.get_response,
+        ("DELETE", ""): stateful.delete_response,
+        ("GET", "input_items"): stateful.response_input_items,
+    }
+
+
+class ConversationsConsumer(_StateConsumer):
+    routes = {("POST", ""): stateful.create_conversation}
+
+
+class ConversationConsumer(_StateConsumer):
+    routes = {
+        ("GET", ""): stateful.get_conversation,
+        ("DELETE", ""): stateful.delete_conversation,
+        ("GET", "items"): stateful.conversation_items,
+        ("POST", "items"): stateful.conversation_items,
+        ("POST", "documents"): stateful.add_document,
+    }
+
+
+class DocumentsConsumer(_StateConsumer):
+    """Tenant-wide documents: a knowledge collection every conversation retrieves from."""
+
+    routes = {("POST", ""): stateful.add_document}

@@ -25,6 +25,9 @@ class LanguageModel(models.Model):
     name = models.CharField(max_length=200, unique=True)
     mode = models.CharField(max_length=16, default="chat")  # chat | embedding
     context_window = models.IntegerField(null=True)
+    # Tokens kept free for the answer when a conversation's context is assembled; null: the
+    # request's max_tokens, else GATEWAY_CONTEXT_OUTPUT_RESERVE.
+    output_reservation = models.IntegerField(null=True, blank=True)
     # Resilience: further attempts after a retryable failure, then these models in order.
     strategy = models.CharField(max_length=32, default="weighted")  # gateway.balance.STRATEGIES
     retries = models.PositiveSmallIntegerField(default=0)
@@ -139,3 +142,122 @@ class CachePolicy(models.Model):
     def __str__(self) -> str:
         product = self.product.slug if self.product_id else "*"
         return f"cache {product}/{self.model_name or '*'}: {self.mode}"
+
+
+class Conversation(models.Model):
+    """Server-side conversation state: its items in order, how each turn's context is built
+    (`strategy`), and the rolling summary of what no longer fits in the model's window."""
+
+    public_id = models.CharField(max_length=64, unique=True)  # conv_...
+    tenant_id = models.BigIntegerField(db_index=True)
+    api_key_id = models.BigIntegerField(null=True)
+    strategy = models.CharField(max_length=64, default="truncate")  # see gateway.context
+    summarizer_model = models.CharField(max_length=200, blank=True)
+    # Items with seq < window_from are out of the window: summarised (summarize) or left to
+    # retrieval. It moves in steps, so the prefix sent upstream stays stable between turns.
+    window_from = models.IntegerField(default=0)
+    summary = models.TextField(blank=True)
+    summary_tokens = models.IntegerField(default=0)
+    next_seq = models.IntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    expires_at = models.DateTimeField(null=True, db_index=True)  # the tenant's retention
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class ConversationItem(models.Model):
+    """One message of a conversation, as the internal model (gateway.schemas.Message)."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
+    seq = models.IntegerField()
+    public_id = models.CharField(max_length=64)  # msg_... / fc_...
+    message = models.JSONField()
+    tokens = models.IntegerField()
+    pinned = models.BooleanField(default=False)  # always sent, whatever the strategy
+    response_id = models.CharField(max_length=64, blank=True)  # the response that added it
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="conversation_item_once")
+        ]
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}#{self.seq}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API response: its conversation holds its input and output items."""
+
+    public_id = models.CharField(max_length=64, unique=True)  # resp_...
+    tenant_id = models.BigIntegerField(db_index=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="responses"
+    )
+    input_from = models.IntegerField()  # its input items: seq input_from .. output_from - 1
+    output_from = models.IntegerField()
+    upto = models.IntegerField()  # next_seq after its output: a continuation starts here
+    body = models.JSONField()  # the Response object as returned
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class ContextDocument(models.Model):
+    """Text a tenant attached for retrieval: to one conversation, or tenant-wide (null)."""
+
+    tenant_id = models.BigIntegerField(db_index=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, related_name="documents"
+    )
+    public_id = models.CharField(max_length=64, unique=True)  # doc_...
+    title = models.CharField(max_length=300, blank=True)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class ContextChunk(models.Model):
+    """A passage of a conversation item or a document, embedded for retrieval."""
+
+    tenant_id = models.BigIntegerField(db_index=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, related_name="chunks"
+    )
+    document = models.ForeignKey(
+        ContextDocument, on_delete=models.CASCADE, null=True, related_name="chunks"
+    )
+    item_seq = models.IntegerField(null=True)  # the conversation item it comes from
+    text = models.TextField()
+    tokens = models.IntegerField()
+    vector = models.BinaryField()  # float32, L2-normalised
+    embedding_model = models.CharField(max_length=200)
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class ContextAssembly(models.Model):
+    """What one turn sent upstream and why: for the portal's conversation inspector."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="assemblies"
+    )
+    request_id = models.CharField(max_length=128)
+    first_new_seq = models.IntegerField()  # the turn's own input starts here
+    model = models.CharField(max_length=200)
+    budget = models.IntegerField(null=True)  # tokens the context may take; null: no window
+    blocks = models.JSONField()  # [{kind, tokens, seqs | chunks | text}], in the order sent
+    total_tokens = models.IntegerField()
+    tokens_without_strategy = models.IntegerField()  # the whole conversation, as it would cost
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}@{self.first_new_seq}"

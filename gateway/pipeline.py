@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -20,6 +20,7 @@ from gateway import auth, catalog, choice, limits, metadata, router, tokens
 from gateway.cache import entries as cache_entries
 from gateway.cache import service as response_cache
 from gateway.catalog import ModelEntry, Target
+from gateway.context import service as context
 from gateway.errors import GatewayError, invalid
 from gateway.providers.base import ClientCodec
 from gateway.providers.openai import embeddings as openai_embeddings
@@ -38,6 +39,8 @@ class Call:
     headers: dict[bytes, bytes]
     body: bytes
     record: UsageRecord
+    method: str = "POST"
+    query: bytes = b""
 
 
 @dataclass
@@ -88,6 +91,30 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
     req = codec.parse_request(decode_json(call.body))
     req = metadata.apply(call.headers, req, record)
+    after = None
+    if "conversation" in req.extra:
+        turn = await conversation_turn(principal, req)
+        req = turn.request
+
+        async def after(resp: ChatResponse) -> None:
+            await context.finish(turn, resp, record.request_id, req.model)
+
+    return await serve(call, principal, req, codec, after)
+
+
+Answered = Callable[[ChatResponse], Awaitable[None]]
+
+
+async def serve(
+    call: Call,
+    principal: auth.Principal,
+    req: ChatRequest,
+    codec: ClientCodec,
+    after: Answered | None = None,
+) -> Reply:
+    """Route, cache and relay one chat request; `after` gets the whole answer once it is in
+    (before the client's last bytes), e.g. to store a conversation turn."""
+    record = call.record
     record.public_model, record.stream = req.model, req.stream
     chosen = await choice.choose(principal, req, call.headers)
     entry, record.routing = chosen.entry, chosen.reason
@@ -98,11 +125,13 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     if lookup is not None:
         record.cache = lookup.status
         if lookup.hit is not None:
+            if after is not None:
+                await after(lookup.hit.response)
             return _from_cache(lookup, codec, req, record)
     if req.stream:
         opened = await router.open_stream(entry, req, record.attempts)
         _attribute(record, opened.target)
-        stream = _relay(opened, codec, req, record, lookup)
+        stream = _relay(opened, codec, req, record, lookup, after)
         headers = _route_headers(record) + _cache_headers(lookup)
         return Reply(200, headers, stream=stream, content_type=b"text/event-stream")
     resp, target = await router.complete(entry, req, record.attempts)
@@ -110,8 +139,30 @@ async def chat(call: Call, codec: ClientCodec) -> Reply:
     _account(record, target.price, req, resp.usage, _response_text(resp))
     if lookup is not None and lookup.stores:
         await response_cache.save(lookup, req, resp, record.cost)
+    if after is not None:
+        await after(resp)
     body = orjson.dumps(codec.render_response(resp, req.model))
     return Reply(200, _route_headers(record) + _cache_headers(lookup), body)
+
+
+async def conversation_turn(principal: auth.Principal, req: ChatRequest) -> context.Turn:
+    """A chat request naming `conversation`: its messages are the turn's new input, but for
+    leading system messages, which instruct this turn only."""
+    ref = req.extra["conversation"]
+    if isinstance(ref, dict):
+        ref = ref.get("id")
+    if not isinstance(ref, str) or not ref:
+        raise invalid("'conversation' must be a conversation id or {\"id\": ...}.", "conversation")
+    conversation = await context.find(principal, ref)
+    lead = 0
+    while lead < len(req.messages) and req.messages[lead].role == "system":
+        lead += 1
+    instructions, new = req.messages[:lead], req.messages[lead:]
+    if not new:
+        raise invalid(
+            "A conversation turn needs at least one message besides system ones.", "messages"
+        )
+    return await context.begin(principal, conversation, replace(req, messages=new), instructions)
 
 
 def _cache_headers(lookup: response_cache.Lookup | None) -> list[tuple[bytes, bytes]]:
@@ -210,8 +261,10 @@ async def _relay(
     req: ChatRequest,
     record: UsageRecord,
     lookup: response_cache.Lookup | None,
+    after: Answered | None = None,
 ) -> AsyncIterator[bytes]:
-    keep = lookup is not None and lookup.stores
+    saving = lookup is not None and lookup.stores
+    keep = saving or after is not None
     relay, recorder = _new_relay(opened, codec, req, record.request_id, keep)
     failure: GatewayError | None = None
     try:
@@ -239,8 +292,10 @@ async def _relay(
         return
     if recorder is not None:
         answer = cache_entries.collect(recorder.events, relay.usage)
-        if answer is not None:
+        if answer is not None and saving:
             await response_cache.save(lookup, req, answer, record.cost)
+        if answer is not None and after is not None:
+            await after(answer)
     emit_usage(record)
     yield tail
 
@@ -250,7 +305,7 @@ async def embeddings(call: Call) -> Reply:
     principal = await auth.authenticate(call.headers)
     record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
     parsed = openai_embeddings.parse_request(decode_json(call.body))
-    req = parsed.request
+    req = metadata.apply(call.headers, parsed.request, record)
     record.public_model = req.model
     entry = await catalog.resolve(req.model, principal.may_use(req.model), mode="embedding")
     if principal.limits or principal.budgets:

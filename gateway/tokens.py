@@ -42,10 +42,10 @@ def count_text_tokens(text: str) -> int:
 
 def count_prompt_tokens(req: ChatRequest) -> int:
     """OpenAI's documented chat accounting: ~3 tokens per message frame, 3 to prime the reply."""
-    return sum(_message_tokens(m) for m in req.messages) + 3
+    return sum(message_tokens(m) for m in req.messages) + 3
 
 
-def _message_tokens(m: Message) -> int:
+def message_tokens(m: Message) -> int:
     total = 3 + count_text_tokens(m.text)
     for call in m.tool_calls:
         total += count_text_tokens(call.name) + count_text_tokens(call.arguments)

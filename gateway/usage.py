@@ -53,6 +53,11 @@ class UsageRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     cache: str = ""  # hit | semantic-hit | miss | bypass; "" where no cache applied
     cache_saved: Decimal | None = None  # on a hit: what the answer cost when it was made
+    # Request metadata (gateway.metadata): from the x-waystation-* headers or the body.
+    end_user: str = ""
+    session_id: str = ""
+    trace_id: str = ""
+    tags: list[str] = field(default_factory=list)
     emitted: bool = False
     ticket: Any = None  # gateway.limits.Ticket: settled with the real tokens and cost at emit
 

@@ -7,6 +7,8 @@ class Tenant(models.Model):
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Server-side conversations and responses are deleted this long after their last use.
+    conversation_retention_days = models.PositiveIntegerField(default=30)
 
     def __str__(self) -> str:
         return self.slug

@@ -90,6 +90,7 @@ def gateway(gateway_server, transactional_db):
 
     from gateway import auth, balance, breaker, catalog, limits, shared, usage
     from gateway.cache import service as response_cache
+    from gateway.context import service as context
 
     catalog.invalidate()
     auth._cache.clear()
@@ -100,6 +101,7 @@ def gateway(gateway_server, transactional_db):
     balance.in_flight.clear()
     balance.latency_ms.clear()
     response_cache.reset()
+    context.forget()
     # Events of earlier tests must not land in this test's database.
     gateway_server.call(usage.flush())
     if settings.DISTRIBUTED:

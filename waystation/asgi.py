@@ -21,6 +21,18 @@ gateway_routes = [
     re_path(r"^v1/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
     re_path(r"^v1/messages/?$", consumers.MessagesConsumer.as_asgi()),
     re_path(r"^v1/embeddings/?$", consumers.EmbeddingsConsumer.as_asgi()),
+    re_path(r"^v1/responses/?$", consumers.ResponsesConsumer.as_asgi()),
+    re_path(
+        r"^v1/responses/(?P<response_id>[A-Za-z0-9_-]+)(?:/(?P<part>input_items))?/?$",
+        consumers.ResponseConsumer.as_asgi(),
+    ),
+    re_path(r"^v1/conversations/?$", consumers.ConversationsConsumer.as_asgi()),
+    re_path(
+        r"^v1/conversations/(?P<conversation_id>[A-Za-z0-9_-]+)"
+        r"(?:/(?P<part>items|documents))?/?$",
+        consumers.ConversationConsumer.as_asgi(),
+    ),
+    re_path(r"^v1/documents/?$", consumers.DocumentsConsumer.as_asgi()),
     re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),
     re_path(r"^v1/models/(?P<model_id>.+)$", consumers.ModelsConsumer.as_asgi()),
     re_path(r"^v1/", consumers.NotFoundConsumer.as_asgi()),

@@ -138,6 +138,10 @@ CELERY_BEAT_SCHEDULE = {
     "rollup-recent-hours": {"task": "billing.tasks.rollup_recent_hours", "schedule": 300.0},
     "rollup-recent-days": {"task": "billing.tasks.rollup_recent_days", "schedule": 1800.0},
     # Last month's cost reports to the chargeback webhooks: hourly on the 1st, each once.
+    "purge-expired-conversations": {
+        "task": "gateway.tasks.purge_expired_conversations",
+        "schedule": 3600.0,
+    },
     "push-monthly-reports": {
         "task": "billing.tasks.push_monthly_reports",
         "schedule": crontab(minute=30, day_of_month="1"),
@@ -231,6 +235,11 @@ GATEWAY_CACHE_TTL_SECONDS = env_int("GATEWAY_CACHE_TTL_SECONDS", 3600)
 GATEWAY_CACHE_MAX_ENTRIES = env_int("GATEWAY_CACHE_MAX_ENTRIES", 10_000)  # per partition
 GATEWAY_CACHE_KEY_PREFIX = env_str("GATEWAY_CACHE_KEY_PREFIX", "wsc")  # Redis keys
 GATEWAY_CACHE_MEMORY_ITEMS = env_int("GATEWAY_CACHE_MEMORY_ITEMS", 50_000)  # embedded mode
+# Server-side conversations (gateway/context/): the default strategy, the summariser ("":
+# the conversation's own model) and the answer's reservation where the model sets none.
+GATEWAY_CONTEXT_STRATEGY = env_str("GATEWAY_CONTEXT_STRATEGY", "truncate")
+GATEWAY_CONTEXT_SUMMARIZER_MODEL = env_str("GATEWAY_CONTEXT_SUMMARIZER_MODEL", "")
+GATEWAY_CONTEXT_OUTPUT_RESERVE = env_int("GATEWAY_CONTEXT_OUTPUT_RESERVE", 1024)
 GATEWAY_LIMITS_FAIL_OPEN = env_bool("GATEWAY_LIMITS_FAIL_OPEN", True)
 GATEWAY_BREAKER_FAILURES = env_int("GATEWAY_BREAKER_FAILURES", 5)
 GATEWAY_BREAKER_WINDOW_SECONDS = env_float("GATEWAY_BREAKER_WINDOW_SECONDS", 30.0)

@@ -1,0 +1,1 @@
+"""Server-side conversations and the context each turn sends upstream (see service.py)."""
