@@ -106,6 +106,7 @@ TARGET_LIMITS_ADDED_P50_MS = 0.5
 CACHE_ENTRIES = int(os.environ.get("BENCH_CACHE_ENTRIES", "10000"))
 TARGET_CACHE_EXACT_OVER_BASE_MS = 2.0  # an exact hit, against the gateway's own overhead
 TARGET_CACHE_SEMANTIC_MS = 15.0  # a semantic lookup, embedding included
+TARGET_CONTEXT_P50_MS = 5.0  # assembling a 200-turn conversation's context
 WAYSTATION_SSE_MODEL = os.environ.get("BENCH_WS_SSE_MODEL", "bench-sse")
 
 LITELLM_MASTER_KEY = "sk-bench"
@@ -1097,6 +1098,30 @@ def cache_latency(t):
     return out
 
 
+def context_assembly(t):
+    """bench/context_micro.py (assembly time, 200 turns) and bench/context_savings.py (tokens
+    sent per strategy over a long conversation), on the bench database."""
+    env = dict(os.environ)
+    env.update(WAYSTATION_ENV)
+    python = str(ROOT / ".venv/bin/python")
+    out = {}
+    for name, script in (("micro", "context_micro.py"), ("savings", "context_savings.py")):
+        r = subprocess.run(
+            [python, str(BENCH / script)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if r.returncode != 0 or not r.stdout.strip():
+            raise RuntimeError(f"{script}: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+        out[name] = r.stdout.strip()
+    out["micro"] = json.loads(out["micro"].splitlines()[-1])
+    log(f"  context    {out['micro']}")
+    return out
+
+
 def routing_overhead(t):
     """1 connection, alternating the one-deployment model and the four-deployment model with
     rules, so drift hits both alike; then the same two in process without HTTP (routing_micro)."""
@@ -1423,6 +1448,7 @@ def write_report(results, skipped, meta):
     routing_section(w, results.get("waystation", {}).get("routing"))
     limits_section(w, results.get("waystation", {}).get("limits"))
     cache_section(w, results.get("waystation", {}).get("cache"))
+    context_section(w, results.get("waystation", {}).get("context"))
     w("")
     w("## Caveats")
     w("")
@@ -1566,6 +1592,36 @@ def cache_section(w, cache):
         w(cache["eval_md"].strip().replace("## Semantic cache: evaluation", "### Evaluation"))
     elif cache.get("eval_error"):
         w(f"- Evaluation failed: {cache['eval_error']}")
+
+
+def context_section(w, ctx):
+    if not ctx:
+        return
+    w("")
+    w("## Conversations: context assembly")
+    w("")
+    if "failed" in ctx:
+        w(f"Not measured: {ctx['failed']}")
+        return
+    m = ctx["micro"]
+    met = "met" if m["begin_p50_ms"] <= TARGET_CONTEXT_P50_MS else "missed"
+    w(
+        f"`bench/context_micro.py`: a conversation of {m['turns']} turns ({m['items']} items, "
+        f"{m['conversation_tokens']:,} tokens) on a model with an 8,000-token window, "
+        f"{m['samples']} more turns timed in process on PostgreSQL (truncation: the summariser "
+        "and embeddings are model calls of their own). Assembling a turn (read what is new, "
+        f"place the window, build the messages; {m['sent_tokens']:,} tokens sent) takes "
+        f"p50 **{m['begin_p50_ms']:.3f} ms** (p90 {m['begin_p90_ms']:.3f} ms; target ≤ "
+        f"{TARGET_CONTEXT_P50_MS:g} ms: **{met}**). Storing the turn afterwards, off the "
+        f"assembly path: p50 {m['finish_p50_ms']:.3f} ms."
+    )
+    w("")
+    w("`bench/context_savings.py`: tokens sent with each strategy over 120 turns on a "
+      "4,000-token window, against sending the whole conversation every turn (which stops "
+      "fitting the window after about 45 turns):")  # fmt: skip
+    w("")
+    for line in ctx["savings"].splitlines():
+        w(line)
 
 
 def rounds_table(w, what, rows):
@@ -1765,6 +1821,7 @@ def main():
                         ("routing", routing_overhead),
                         ("limits", limits_overhead),
                         ("cache", cache_latency),
+                        ("context", context_assembly),
                     ):
                         try:
                             results[name][phase] = measure(t)

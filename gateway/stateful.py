@@ -182,7 +182,11 @@ async def conversation_items(call: pipeline.Call, conversation_id: str) -> Reply
         body = pipeline.decode_json(call.body)
         if not isinstance(body, dict) or "items" not in body:
             raise invalid('Send {"items": [...]} with the items to add.', "items")
-        added = await _in_thread(state.append)(conversation.pk, wire.parse_items(body["items"]))
+        pinned = body.get("pinned", False)
+        if not isinstance(pinned, bool):
+            raise invalid("'pinned' must be true or false.", "pinned")
+        items = wire.parse_items(body["items"])
+        added = await _in_thread(state.append)(conversation.pk, items, pinned=pinned)
         return _json(_listing(added, call, paged=False))
     rows = await _in_thread(state.item_rows)(conversation.pk)
     return _json(_listing(rows, call))

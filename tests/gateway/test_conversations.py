@@ -259,3 +259,20 @@ def test_expired_conversations_are_purged(gateway, openai_fake, key):
     )
     assert purge_expired_conversations() >= 1
     assert set(Conversation.objects.values_list("public_id", flat=True)) == {keep}
+
+
+def test_pinned_items_are_always_sent(gateway, openai_fake, key):
+    conversation = new_conversation(gateway.base_url, key)
+    reply = httpx.post(
+        f"{gateway.base_url}/v1/conversations/{conversation}/items",
+        json={"items": [{"role": "user", "content": "House rule: always answer in French."}],
+              "pinned": True},
+        headers={"authorization": f"Bearer {key}"},
+    )  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    client = gw(gateway, key)
+    for n in range(30):
+        turn(client, conversation, FILLER.format(n=n))
+    last = upstream_chats(openai_fake)[-1]
+    assert "House rule" in str(last.json["messages"]) and sent_tokens(last) <= BUDGET
+    assert "turn 0 " not in str(last.json["messages"])  # while old turns went
