@@ -7,6 +7,7 @@ from portal.views import (
     budgets,
     cache,
     catalog,
+    conversations,
     operator,
     prices,
     reports,
@@ -53,6 +54,16 @@ urlpatterns = [
         name="report_download",
     ),
     path("t/<slug:slug>/usage/", usage.usage_page, name="usage"),
+    path(
+        "t/<slug:slug>/conversations/",
+        conversations.conversations_page,
+        name="conversations",
+    ),
+    path(
+        "t/<slug:slug>/conversations/<str:public_id>/",
+        conversations.conversation_page,
+        name="conversation",
+    ),
     path("t/<slug:slug>/budgets/", budgets.budgets, name="budgets"),
     path("t/<slug:slug>/budgets/save/", budgets.budget_save, name="budget_save"),
     path(
