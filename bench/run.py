@@ -1612,8 +1612,9 @@ def context_section(w, ctx):
         "and embeddings are model calls of their own). Assembling a turn (read what is new, "
         f"place the window, build the messages; {m['sent_tokens']:,} tokens sent) takes "
         f"p50 **{m['begin_p50_ms']:.3f} ms** (p90 {m['begin_p90_ms']:.3f} ms; target ≤ "
-        f"{TARGET_CONTEXT_P50_MS:g} ms: **{met}**). Storing the turn afterwards, off the "
-        f"assembly path: p50 {m['finish_p50_ms']:.3f} ms."
+        f"{TARGET_CONTEXT_P50_MS:g} ms: **{met}**). Storing the turn once the answer is in "
+        "(its items and the inspector's record, in one transaction, before the client's last "
+        f"bytes so the next turn finds them): p50 {m['finish_p50_ms']:.3f} ms."
     )
     w("")
     w("`bench/context_savings.py`: tokens sent with each strategy over 120 turns on a "
