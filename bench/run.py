@@ -107,6 +107,7 @@ CACHE_ENTRIES = int(os.environ.get("BENCH_CACHE_ENTRIES", "10000"))
 TARGET_CACHE_EXACT_OVER_BASE_MS = 2.0  # an exact hit, against the gateway's own overhead
 TARGET_CACHE_SEMANTIC_MS = 15.0  # a semantic lookup, embedding included
 TARGET_CONTEXT_P50_MS = 5.0  # assembling a 200-turn conversation's context
+TARGET_GUARDRAILS_P50_MS = 1.0  # the default guardrail policy on a 2 KB prompt
 WAYSTATION_SSE_MODEL = os.environ.get("BENCH_WS_SSE_MODEL", "bench-sse")
 
 LITELLM_MASTER_KEY = "sk-bench"
@@ -1122,6 +1123,30 @@ def context_assembly(t):
     return out
 
 
+def guardrails_phase(t):
+    """bench/guardrails/: the default policy's added time, and the detectors' evaluation."""
+    python = str(ROOT / ".venv/bin/python")
+    out = {}
+    for name, script in (
+        ("latency", "latency.py"),
+        ("pii", "eval_pii.py"),
+        ("injection", "eval_injection.py"),
+    ):
+        r = subprocess.run(
+            [python, str(BENCH / "guardrails" / script)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if r.returncode != 0 or not r.stdout.strip():
+            raise RuntimeError(f"{script}: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+        out[name] = r.stdout.strip()
+    out["latency"] = json.loads(out["latency"].splitlines()[-1])
+    log(f"  guardrails {out['latency']}")
+    return out
+
+
 def routing_overhead(t):
     """1 connection, alternating the one-deployment model and the four-deployment model with
     rules, so drift hits both alike; then the same two in process without HTTP (routing_micro)."""
@@ -1449,6 +1474,7 @@ def write_report(results, skipped, meta):
     limits_section(w, results.get("waystation", {}).get("limits"))
     cache_section(w, results.get("waystation", {}).get("cache"))
     context_section(w, results.get("waystation", {}).get("context"))
+    guardrails_section(w, results.get("waystation", {}).get("guardrails"))
     w("")
     w("## Caveats")
     w("")
@@ -1623,6 +1649,30 @@ def context_section(w, ctx):
     w("")
     for line in ctx["savings"].splitlines():
         w(line)
+
+
+def guardrails_section(w, g):
+    if not g:
+        return
+    w("")
+    w("## Guardrails")
+    w("")
+    if "failed" in g:
+        w(f"Not measured: {g['failed']}")
+        return
+    lat = g["latency"]
+    met = "met" if lat["p50_ms"] <= TARGET_GUARDRAILS_P50_MS else "missed"
+    w(
+        f"`bench/guardrails/latency.py`: the `default` policy (PII redaction, reversible, on "
+        f"input and output; injection rules on input) on a {lat['prompt_bytes']:,}-byte prompt "
+        f"and a {lat['answer_chars']}-character answer, {lat['samples']:,} runs in process: "
+        f"p50 **{lat['p50_ms']:.3f} ms** (p90 {lat['p90_ms']:.3f} ms; target ≤ "
+        f"{TARGET_GUARDRAILS_P50_MS:g} ms: **{met}**)."
+    )
+    for name in ("pii", "injection"):
+        w("")
+        for line in g[name].splitlines():
+            w(line)
 
 
 def rounds_table(w, what, rows):
@@ -1823,6 +1873,7 @@ def main():
                         ("limits", limits_overhead),
                         ("cache", cache_latency),
                         ("context", context_assembly),
+                        ("guardrails", guardrails_phase),
                     ):
                         try:
                             results[name][phase] = measure(t)

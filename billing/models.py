@@ -53,6 +53,9 @@ class UsageEvent(models.Model):
     # on a hit, what answering upstream had cost (the entry's original cost).
     cache = models.CharField(max_length=16, blank=True)
     cache_saved = models.DecimalField(max_digits=18, decimal_places=10, null=True)
+    # Guardrail outcomes: types and counts redacted, checks flagged, the check that blocked;
+    # never the matched values.
+    guardrails = models.JSONField(default=dict, blank=True)
     # Request metadata, from the x-waystation-* headers or the body (gateway/metadata.py).
     end_user = models.CharField(max_length=256, blank=True)
     session_id = models.CharField(max_length=256, blank=True, db_index=True)

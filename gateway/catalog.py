@@ -18,6 +18,7 @@ from django.utils import timezone
 from billing.pricing import PriceEntry
 from gateway.cache.policy import Policy as CachePolicy
 from gateway.errors import GatewayError
+from gateway.guardrails.policy import Check, compile_checks
 
 if TYPE_CHECKING:
     from gateway.rules import Rule
@@ -97,6 +98,22 @@ class Catalog:
     # (product id or None, model name or ""): a product's policy for "" is spelled out for
     # each model it offers, so a lookup is two dictionary reads at most.
     cache_policies: dict[tuple[int | None, str], CachePolicy] = field(default_factory=dict)
+    # ("operator", 0): the floor, every operator policy's checks; ("key" | "product" |
+    # "tenant", id): the checks of that policy.
+    guardrails: dict[tuple[str, int], tuple[Check, ...]] = field(default_factory=dict)
+
+    def guardrail_checks(
+        self, tenant_id: int, key_id: int, products: frozenset[int]
+    ) -> tuple[Check, ...]:
+        """The operator's floor, plus the most specific of key, product and tenant."""
+        floor = self.guardrails.get(("operator", 0), ())
+        specific = self.guardrails.get(("key", key_id))
+        for product in sorted(products):
+            if specific is None:
+                specific = self.guardrails.get(("product", product))
+        if specific is None:
+            specific = self.guardrails.get(("tenant", tenant_id), ())
+        return floor + specific
 
     def cache_policy(self, products: frozenset[int], model: str) -> CachePolicy:
         """The most specific: the caller's product and the model, the model, the default."""
@@ -234,7 +251,20 @@ def load() -> Catalog:
         for r in RoutingRule.objects.filter(enabled=True).order_by("position", "pk")
     )
     fresh_until = time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS
-    return Catalog(models, fresh_until, rules, _cache_policies())
+    return Catalog(models, fresh_until, rules, _cache_policies(), _guardrails())
+
+
+def _guardrails() -> dict[tuple[str, int], tuple[Check, ...]]:
+    from gateway.models import GuardrailPolicy
+
+    out: dict[tuple[str, int], tuple[Check, ...]] = {}
+    for row in GuardrailPolicy.objects.filter(enabled=True).order_by("pk"):
+        checks = compile_checks(row.name, row.checks)
+        owner = {"operator": 0, "tenant": row.tenant_id, "product": row.product_id,
+                 "key": row.api_key_id}[row.scope]  # fmt: skip
+        key = (row.scope, owner or 0)
+        out[key] = out.get(key, ()) + checks
+    return out
 
 
 def _cache_policies() -> dict[tuple[int | None, str], CachePolicy]:

@@ -19,6 +19,7 @@ from django.db import transaction
 from billing import prices
 from gateway import secrets
 from gateway.config_cache import CacheChecks, apply_cache_policies
+from gateway.config_guardrails import GuardrailChecks, GuardrailSpec, apply_guardrails
 from gateway.config_routing import RoutingChecks
 from gateway.models import Deployment, LanguageModel, Provider, RoutingRule
 from gateway.providers import KINDS
@@ -107,6 +108,7 @@ class ConfigSpec:
     providers: list[ProviderSpec]
     models: list[ModelSpec]
     rules: list[RuleSpec] = field(default_factory=list)
+    guardrails: list[GuardrailSpec] = field(default_factory=list)
 
 
 def parse(text: str) -> ConfigSpec:
@@ -119,7 +121,7 @@ def parse(text: str) -> ConfigSpec:
     return _Validator().run(data)
 
 
-class _Validator(RoutingChecks, CacheChecks):
+class _Validator(RoutingChecks, CacheChecks, GuardrailChecks):
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.fallback_refs: list[tuple[Any, list[str]]] = []
@@ -132,7 +134,7 @@ class _Validator(RoutingChecks, CacheChecks):
     def run(self, data: Any) -> ConfigSpec:
         if not isinstance(data, dict):
             raise ConfigError(["the file must be a mapping with 'providers' and 'models'"])
-        unknown = set(data) - {"providers", "models", "rules"}
+        unknown = set(data) - {"providers", "models", "rules", "guardrails"}
         if unknown:
             self.fail(data, f"unknown section(s): {', '.join(sorted(map(str, unknown)))}")
         providers = [self.provider(p) for p in self.items(data, "providers")]
@@ -149,9 +151,11 @@ class _Validator(RoutingChecks, CacheChecks):
         self.cache_refs(defined)
         rules = [self.rule(r, defined) for r in self.items(data, "rules")]
         self.duplicates(data, [r.name for r in rules if r], "rule")
+        guardrails = [g for g in map(self.guardrail, self.items(data, "guardrails")) if g]
+        self.duplicates(data, [f"{g.scope}:{g.name}" for g in guardrails], "guardrail")
         if self.errors:
             raise ConfigError(self.errors)
-        return ConfigSpec([p for p in providers if p], models, [r for r in rules if r])
+        return ConfigSpec([p for p in providers if p], models, [r for r in rules if r], guardrails)
 
     def items(self, data: dict, key: str) -> list[Any]:
         value = data.get(key) or []
@@ -344,6 +348,7 @@ def apply(spec: ConfigSpec) -> ApplyReport:
     stale_models.update(enabled=False)
     _apply_rules(spec.rules, report)
     report.changes += apply_cache_policies(spec.models)
+    report.changes += apply_guardrails(spec.guardrails)
     return report
 
 

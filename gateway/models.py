@@ -261,3 +261,43 @@ class ContextAssembly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}@{self.first_new_seq}"
+
+
+class GuardrailPolicy(models.Model):
+    """Checks run on what a request sends and on what the model answers.
+
+    Operator policies are a floor: every request gets their checks. On top, the most specific
+    of the caller's key, product and tenant policies applies. `checks` is a list of
+    {check: pii|injection|moderation, stage: input|output|both, action: block|redact|flag, ...}
+    (gateway.guardrails.policy validates and compiles it).
+    """
+
+    class Scope(models.TextChoices):
+        OPERATOR = "operator", "Operator floor"
+        TENANT = "tenant", "Tenant"
+        PRODUCT = "product", "Product"
+        KEY = "key", "API key"
+
+    name = models.SlugField(max_length=100)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    tenant = models.ForeignKey(
+        "portal.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    product = models.ForeignKey(
+        "portal.Product", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    api_key = models.ForeignKey(
+        "portal.ApiKey", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    checks = models.JSONField(default=list)
+    enabled = models.BooleanField(default=True)
+    from_config = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "name"], name="guardrail_policy_name_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.name}"

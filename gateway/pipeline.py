@@ -22,6 +22,7 @@ from gateway.cache import service as response_cache
 from gateway.catalog import ModelEntry, Target
 from gateway.context import service as context
 from gateway.errors import GatewayError, invalid
+from gateway.guardrails.service import Guard
 from gateway.providers.base import ClientCodec
 from gateway.providers.openai import embeddings as openai_embeddings
 from gateway.relay import StreamRelay, TranslatingRelay
@@ -116,6 +117,9 @@ async def serve(
     (before the client's last bytes), e.g. to store a conversation turn."""
     record = call.record
     record.public_model, record.stream = req.model, req.stream
+    guard = await _guard(principal, record)
+    if guard is not None:
+        req = guard.screen_input(req)
     chosen = await choice.choose(principal, req, call.headers)
     entry, record.routing = chosen.entry, chosen.reason
     if principal.limits or principal.budgets:
@@ -125,24 +129,40 @@ async def serve(
     if lookup is not None:
         record.cache = lookup.status
         if lookup.hit is not None:
+            shown = _shown(lookup.hit.response, guard, req.stream)
             if after is not None:
-                await after(lookup.hit.response)
-            return _from_cache(lookup, codec, req, record)
+                await after(shown)
+            return _from_cache(lookup, codec, req, record, shown, guard)
     if req.stream:
         opened = await router.open_stream(entry, req, record.attempts)
         _attribute(record, opened.target)
-        stream = _relay(opened, codec, req, record, lookup, after)
+        stream = _relay(opened, codec, req, record, lookup, after, guard)
         headers = _route_headers(record) + _cache_headers(lookup)
         return Reply(200, headers, stream=stream, content_type=b"text/event-stream")
     resp, target = await router.complete(entry, req, record.attempts)
     _attribute(record, target, resp.model)
     _account(record, target.price, req, resp.usage, _response_text(resp))
     if lookup is not None and lookup.stores:
-        await response_cache.save(lookup, req, resp, record.cost)
+        await response_cache.save(lookup, req, resp, record.cost)  # as answered: placeholders in
+    resp = _shown(resp, guard, streamed=False)
     if after is not None:
         await after(resp)
     body = orjson.dumps(codec.render_response(resp, req.model))
     return Reply(200, _route_headers(record) + _cache_headers(lookup), body)
+
+
+async def _guard(principal: auth.Principal, record: UsageRecord) -> Guard | None:
+    snapshot = await catalog.current()
+    checks = snapshot.guardrail_checks(principal.tenant_id, principal.key_id, principal.products)
+    return Guard(checks, record.guardrails) if checks else None
+
+
+def _shown(resp: ChatResponse, guard: Guard | None, streamed: bool) -> ChatResponse:
+    """The answer as the caller gets it. A streamed one was screened as it streamed, so it
+    only needs the caller's redacted values back (for storing the conversation turn)."""
+    if guard is None:
+        return resp
+    return guard.restored(resp) if streamed else guard.screen_response(resp)
 
 
 async def conversation_turn(principal: auth.Principal, req: ChatRequest) -> context.Turn:
@@ -170,19 +190,28 @@ def _cache_headers(lookup: response_cache.Lookup | None) -> list[tuple[bytes, by
 
 
 def _from_cache(
-    lookup: response_cache.Lookup, codec: ClientCodec, req: ChatRequest, record: UsageRecord
+    lookup: response_cache.Lookup,
+    codec: ClientCodec,
+    req: ChatRequest,
+    record: UsageRecord,
+    shown: ChatResponse,
+    guard: Guard | None,
 ) -> Reply:
     """Answer from the cache: nothing goes upstream; the tenant pays the hit price, if any."""
     hit = lookup.hit
-    resp = replace(hit.response, id=f"cache-{uuid.uuid4().hex[:24]}", created=int(time.time()))
+    fresh = {"id": f"cache-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
+    resp = replace(hit.response, **fresh)
     record.provider, record.upstream_model, record.served_model = "cache", resp.model, req.model
     record.set_usage(Usage(0, 0))
     record.cost = lookup.policy.hit_price or Decimal(0)
     record.cache_saved = hit.saved
     headers = _route_headers(record) + lookup.headers()
     if not req.stream:
-        return Reply(200, headers, orjson.dumps(codec.render_response(resp, req.model)))
+        body = codec.render_response(replace(shown, **fresh), req.model)
+        return Reply(200, headers, orjson.dumps(body))
     encoder = codec.new_stream_encoder(req, record.request_id, req.model)
+    if guard is not None and guard.screens_output:
+        encoder = guard.stream_encoder(encoder)
     stream = _replay(cache_entries.replay_events(resp), encoder, record)
     return Reply(200, headers, stream=stream, content_type=b"text/event-stream")
 
@@ -243,14 +272,24 @@ def _account(
 
 
 def _new_relay(
-    opened: router.OpenStream, codec: ClientCodec, req: ChatRequest, request_id: str, keep: bool
+    opened: router.OpenStream,
+    codec: ClientCodec,
+    req: ChatRequest,
+    request_id: str,
+    keep: bool,
+    guard: Guard | None = None,
 ) -> tuple[StreamRelay, cache_entries.Recorder | None]:
-    """The cheapest relay for the wires, unless the answer is to be kept: that takes the
-    typed events, which only the translating relay has."""
-    relay = None if keep else codec.passthrough(opened.adapter, req, request_id, req.model)
+    """The cheapest relay for the wires, unless the answer is to be kept or screened: that
+    takes the typed events, which only the translating relay has."""
+    screened = guard is not None and guard.screens_output
+    relay = (
+        None if keep or screened else codec.passthrough(opened.adapter, req, request_id, req.model)
+    )
     if relay is not None:
         return relay, None
     encoder = codec.new_stream_encoder(req, request_id, req.model)
+    if screened:
+        encoder = guard.stream_encoder(encoder)
     recorder = cache_entries.Recorder(encoder) if keep else None
     return TranslatingRelay(opened.adapter.new_stream_parser(), recorder or encoder), recorder
 
@@ -262,10 +301,11 @@ async def _relay(
     record: UsageRecord,
     lookup: response_cache.Lookup | None,
     after: Answered | None = None,
+    guard: Guard | None = None,
 ) -> AsyncIterator[bytes]:
     saving = lookup is not None and lookup.stores
     keep = saving or after is not None
-    relay, recorder = _new_relay(opened, codec, req, record.request_id, keep)
+    relay, recorder = _new_relay(opened, codec, req, record.request_id, keep, guard)
     failure: GatewayError | None = None
     try:
         async for chunk in opened.chunks():
@@ -295,7 +335,7 @@ async def _relay(
         if answer is not None and saving:
             await response_cache.save(lookup, req, answer, record.cost)
         if answer is not None and after is not None:
-            await after(answer)
+            await after(_shown(answer, guard, streamed=True))
     emit_usage(record)
     yield tail
 

@@ -53,6 +53,7 @@ class UsageRecord:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     cache: str = ""  # hit | semantic-hit | miss | bypass; "" where no cache applied
     cache_saved: Decimal | None = None  # on a hit: what the answer cost when it was made
+    guardrails: dict[str, Any] = field(default_factory=dict)  # gateway.guardrails.Report
     # Request metadata (gateway.metadata): from the x-waystation-* headers or the body.
     end_user: str = ""
     session_id: str = ""

@@ -1,0 +1,1 @@
+"""Guardrails: PII, prompt injection and moderation checks on input and output."""
