@@ -198,3 +198,42 @@ def test_a_bad_guardrail_config_is_rejected_with_its_line():
     with pytest.raises(config.ConfigError) as caught:
         config.parse(text)
     assert "line 4" in str(caught.value) and "action" in str(caught.value)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("check", "text"),
+    [("pii", f"My card is {CARD}"), ("injection", ATTACK)],
+)
+def test_input_blocks_hold_for_plain_and_streamed_requests(
+    gateway, openai_fake, check, text, stream
+):
+    configure(openai_fake, floor({"check": check, "stage": "input", "action": "block"}))
+    with pytest.raises(openai.BadRequestError) as caught:
+        if stream:
+            streamed(gateway, new_key(), text)
+        else:
+            ask(gateway, new_key(), text)
+    assert caught.value.code == "guardrail_blocked"
+    assert openai_fake.requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stream", [False, True])
+def test_output_flags_pass_the_answer_and_are_recorded(gateway, openai_fake, stored_usage, stream):
+    checks = [
+        {"check": "moderation", "stage": "output", "action": "flag",
+         "patterns": [["violence", "smash the window"]]},
+        {"check": "pii", "stage": "output", "action": "flag"},
+    ]  # fmt: skip
+    configure(openai_fake, floor(*checks))
+    reply = "Then smash the window and write to helpdesk@example.com for a refund."
+    openai_fake.script(Reply(text=reply))
+    if stream:
+        _, text = streamed(gateway, new_key(), "What now?")
+    else:
+        text = ask(gateway, new_key(), "What now?").choices[0].message.content
+    assert text == reply  # flagged, not changed
+    [event] = stored_usage()
+    assert event.guardrails["flagged"]["moderation:violence"] >= 1
+    assert event.guardrails["flagged"]["pii:EMAIL"] >= 1
