@@ -107,8 +107,29 @@ _PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:where|how) (?:can|do) i (?:buy|get|score) " + _HARD_DRUGS + r"\b",
     ),
 }
+# Every pattern of a category contains one of these words; the category's regex only runs
+# when the text has one (a word-set lookup is ~100x cheaper than scanning 2 KB with `re`).
+_TRIGGERS: dict[str, frozenset[str]] = {
+    name: frozenset(words.split())
+    for name, words in {
+        "violence": "kill murder strangle stab poison shoot suffocate behead torture hurt "
+        "shooting massacre attack body corpse",
+        "self_harm": "myself life suicide die overdose lethal fatal end",
+        "sexual_minors": "porn pornography csam sex sexual nude naked explicit erotic lewd nsfw "
+        "nudes erotica abuse",
+        "hate": "kill exterminate eradicate gas wipe genocide lynch deport subhuman vermin "
+        "animals parasites cockroaches rats disease inferior human plague die killed "
+        "exterminated gassed burn wiped",
+        "weapons": "bomb ied explosive explosives molotov nerve sarin vx ricin anthrax mustard "
+        "chlorine bioweapon biological chemical ghost silencer suppressor zip synthesize "
+        "synthesise weaponize weaponise tabun soman novichok botulinum smallpox convert "
+        "untraceable unregistered 3d vest",
+        "illicit_drugs": "meth methamphetamine fentanyl carfentanil heroin cocaine crack lsd mdma "
+        "ecstasy ghb dmt pcp ketamine krokodil desomorphine",
+    }.items()
+}
+_WORD_SPLIT = str.maketrans({c: " " for c in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~’‘“”"})
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
-_HSPACE = re.compile(r"[^\S\n]+")
 _COMPILED: dict[str, re.Pattern[str]] = {
     name: re.compile("|".join(f"(?:{p})" for p in patterns)) for name, patterns in _PATTERNS.items()
 }
@@ -124,7 +145,8 @@ def _extra(regex: str) -> re.Pattern[str]:
 def _normalise(text: str) -> str:
     if not text.isascii():
         text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
-    return _HSPACE.sub(" ", text.casefold())
+    # split/join in C instead of a regex sub: several times faster on long text.
+    return "\n".join(" ".join(line.split()) for line in text.casefold().split("\n"))
 
 
 def moderate(
@@ -139,9 +161,12 @@ def moderate(
     if not text:
         return ()
     norm = _normalise(text)
+    words = frozenset(norm.translate(_WORD_SPLIT).split())
     found: list[str] = []
     for name, pattern in _COMPILED.items():
-        if (categories is None or name in categories) and pattern.search(norm):
+        if categories is not None and name not in categories:
+            continue
+        if not _TRIGGERS[name].isdisjoint(words) and pattern.search(norm):
             found.append(name)
     for name, regex in extra_patterns:
         # A policy's own category name is always on; a built-in one obeys `categories`.
