@@ -28,9 +28,9 @@ ATTACK_FAMILIES = ("override", "extraction", "roleplay", "delimiter", "encoding"
 BENIGN_FAMILIES = ("benign_meta", "benign")
 
 
-def load() -> list[dict]:
+def load(path: Path = CORPUS) -> list[dict]:
     rows = []
-    for n, line in enumerate(CORPUS.read_text(encoding="utf-8").splitlines()):
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
         if line.strip():
             row = json.loads(line)
             row["split"] = "dev" if n % 2 == 0 else "test"
@@ -112,8 +112,9 @@ def report(rows: list[dict], per_prompt_ms: float, mean_2kb_ms: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the markdown section to this file")
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="another labelled file")
     args = parser.parse_args()
-    rows = load()
+    rows = load(args.corpus)
     for r in rows:  # warm-up, and the scores
         r["score"] = injection.score(r["text"], tool_output=r.get("tool_output", False)).score
     reps = 20

@@ -115,6 +115,8 @@ _PRIOR = (
 _DIRECTIVES = (
     r"(?:instructions?|rules?|guidelines?|directives?|prompts?|commands?|constraints?"
     r"|restrictions?|programming|guardrails?|policies|policy|context|messages?|orders?|training)"
+    # "the old policy document", "the previous rules page": a document, not the directives.
+    r"(?! (?:documents?|docs?|files?|pages?|pdfs?|sections?|manuals?|sheets?|templates?))"
 )
 # Up to three filler words of at most 30 characters, lazily: bounded, so no blow-up, and the
 # window search below can rely on a match staying near its trigger word.
@@ -151,9 +153,11 @@ _RULES: tuple[_Rule, ...] = (
     _rule(
         "override.ignore_everything_above",
         f"{_VERBS_T} + everything all anything",
-        r"\b" + _OVERRIDE_VERB + r" (?:everything|all|anything)(?: (?:written|said|stated"
-        r"|you (?:read|saw|were told)))? (?:above|before (?:this|now)|prior to this|so far"
-        r"|previously|in (?:the|your) (?:system|original|initial))\b",
+        r"\b" + _OVERRIDE_VERB + r" (?:everything|all|anything) (?:you(?:'ve| have)?"
+        r" (?:been |were )?(?:told|given|taught|instructed)\b"
+        r"|(?:(?:written|said|stated|you (?:read|saw)) )?"
+        r"(?:above|before (?:this|now)|prior to this|so far|previously|in (?:the|your)"
+        r" (?:system|original|initial))\b)",
         0.7,
         core=True,
         context=_IMPERATIVE,
@@ -268,10 +272,13 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _rule(
         "extraction.what_told",
-        "told instructed programmed prompted asked",
-        r"\bwhat (?:were you|have you been|had you been|did (?:they|your developers|openai"
-        r"|the developers)) (?:told|instructed|programmed|prompted|asked) (?:to|before"
-        r"|initially|at the start|in your)?",
+        "told instructed programmed prompted asked give given tell provide provided set",
+        r"\bwhat (?:were you|have you been|had you been|did (?:they|your developers?|openai"
+        r"|the developers?|your creators?|the operator)) (?:told|instructed|programmed|prompted"
+        r"|asked) (?:to|before|initially|at the start|in your)?"
+        r"|\b(?:what|which) (?:instructions|rules|guidelines|directives|prompt) (?:did|have"
+        r"|were) (?:the developers?|your developers?|your creators?|the operator|they|you been)"
+        r" (?:give|given|tell|provide|provided|set)\b",
         0.5,
         core=True,
     ),
@@ -335,6 +342,14 @@ _RULES: tuple[_Rule, ...] = (
         r"(?:restrictions|limits|limitations|filters|rules|guidelines|boundaries|censorship"
         r"|content polic\w+|constraints|ethics|morals|safeguards|guardrails)\b",
         0.7,
+        core=True,
+    ),
+    _rule(
+        "roleplay.lawless_ai",
+        "ai assistant bot model chatbot llm + rules restrictions limits limitations filters",
+        r"\b(?:ai|assistant|bot|model|chatbot|llm)(?: (?:that|which|who))? (?:with|has|having"
+        r"|without) (?:no|zero|any) (?:rules|restrictions|limits|limitations|filters)\b",
+        0.55,
         core=True,
     ),
     _rule(
@@ -441,7 +456,7 @@ _RULES: tuple[_Rule, ...] = (
         r"\bend of (?:system )?(?:prompt|instructions|context|user input|input|document)\b"
         r"|</?(?:system|instructions?|admin|system_prompt|sys|developer)>"
         r"|\"role\" ?: ?\"(?:system|developer)\"",
-        0.45,
+        0.55,
     ),
     # --- instructions aimed at the assistant (strong in tool output) ---------------------
     _rule(
