@@ -27,6 +27,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER}),
     "budget.manage": frozenset({Role.OWNER, Role.ADMIN}),
     "cache.purge": frozenset({Role.OWNER, Role.ADMIN}),
+    "guardrail.manage": frozenset({Role.OWNER, Role.ADMIN}),
 }
 ACTIONS = tuple(MATRIX)
 

@@ -8,6 +8,7 @@ from portal.views import (
     cache,
     catalog,
     conversations,
+    guardrails,
     operator,
     prices,
     reports,
@@ -26,6 +27,14 @@ urlpatterns = [
     path("cache/", cache.operator_cache, name="cache"),
     path("cache/save/", cache.operator_cache_save, name="cache_save"),
     path("cache/<int:policy_id>/remove/", cache.policy_remove, name="cache_policy_remove"),
+    path("guardrails/", guardrails.operator_guardrails, name="guardrails"),
+    path("guardrails/save/", guardrails.operator_guardrail_save, name="guardrail_save"),
+    path(
+        "guardrails/<int:policy_id>/toggle/", guardrails.guardrail_toggle, name="guardrail_toggle"
+    ),
+    path(
+        "guardrails/<int:policy_id>/remove/", guardrails.guardrail_remove, name="guardrail_remove"
+    ),
     path("tenants/new/", tenants.tenant_create, name="tenant_create"),
     path("tenants/switch/", tenants.tenant_switch, name="tenant_switch"),
     path("t/<slug:slug>/applications/", applications.applications, name="applications"),
@@ -79,6 +88,12 @@ urlpatterns = [
     ),
     path("t/<slug:slug>/cache/", cache.tenant_cache, name="tenant_cache"),
     path("t/<slug:slug>/cache/purge/", cache.tenant_cache_purge, name="tenant_cache_purge"),
+    path("t/<slug:slug>/guardrails/", guardrails.tenant_guardrails, name="tenant_guardrails"),
+    path(
+        "t/<slug:slug>/guardrails/save/",
+        guardrails.tenant_guardrail_save,
+        name="tenant_guardrail_save",
+    ),
     path("applications/<int:app_id>/", applications.application_detail, name="application_detail"),
     path("applications/<int:app_id>/keys/new/", applications.key_create, name="key_create"),
     path("keys/<int:key_id>/rotate/", applications.key_rotate, name="key_rotate"),

@@ -32,6 +32,7 @@ from portal.api.views.catalog import (
     SubscriptionRevokeApi,
     SubscriptionSuspendApi,
 )
+from portal.api.views.guardrails import GuardrailPolicyDetailApi, GuardrailPolicyListSetApi
 from portal.api.views.reports import CostReportApi
 from portal.api.views.tenants import (
     InvitationListCreateApi,
@@ -120,6 +121,13 @@ urlpatterns = [
     path("cache-policies/", CachePolicyListSetApi.as_view(), name="cache-policies"),
     path("cache-policies/<int:id>/", CachePolicyDetailApi.as_view(), name="cache-policy"),
     path("tenants/<slug:slug>/cache/purge/", TenantCachePurgeApi.as_view(), name="cache-purge"),
+    # guardrail policies
+    path("guardrail-policies/", GuardrailPolicyListSetApi.as_view(), name="guardrail-policies"),
+    path(
+        "guardrail-policies/<int:id>/",
+        GuardrailPolicyDetailApi.as_view(),
+        name="guardrail-policy",
+    ),
     # audit log and personal access tokens
     path("audit/", AuditEventListApi.as_view(), name="audit"),
     path("tokens/", TokenListCreateApi.as_view(), name="tokens"),

@@ -23,6 +23,15 @@ from portal.services.common import (  # noqa: F401
     audit,
     hash_secret,
 )
+from portal.services.guardrails import (  # noqa: F401
+    GuardrailInvalid,
+    access_guardrail_policy_by_id,
+    guardrail_policies_visible_to,
+    guardrail_policy_delete,
+    guardrail_policy_set,
+    may_manage_guardrails,
+    policy_tenant,
+)
 from portal.services.keys import (  # noqa: F401
     IssuedKey,
     IssuedToken,

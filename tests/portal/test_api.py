@@ -265,6 +265,9 @@ def isolation_cases(w) -> dict[tuple[str, str], tuple[str, dict | None]]:
     budget = controls.budget_set(actor=SYSTEM, tenant=w.a, amount_usd=Decimal(5)).pk
     limit = controls.rate_limit_set(actor=SYSTEM, tenant=w.a, requests_per_minute=5).pk
     policy = services.cache_policy_set(actor=SYSTEM, product=w.private_product, mode="exact").pk
+    guardrail = services.guardrail_policy_set(
+        actor=SYSTEM, scope="tenant", name="a-guard", tenant=w.a, checks="default"
+    ).pk
     return {
         ("tenant", "get"): (url("tenant", slug=a), None),
         ("members", "get"): (url("members", slug=a), None),
@@ -310,6 +313,9 @@ def isolation_cases(w) -> dict[tuple[str, str], tuple[str, dict | None]]:
         ("cache-policy", "patch"): (url("cache-policy", id=policy), {"mode": "off"}),
         ("cache-policy", "delete"): (url("cache-policy", id=policy), None),
         ("cache-purge", "post"): (url("cache-purge", slug=a), None),
+        ("guardrail-policy", "get"): (url("guardrail-policy", id=guardrail), None),
+        ("guardrail-policy", "patch"): (url("guardrail-policy", id=guardrail), {"enabled": False}),
+        ("guardrail-policy", "delete"): (url("guardrail-policy", id=guardrail), None),
     }
 
 
