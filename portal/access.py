@@ -26,6 +26,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "audit.view": frozenset({Role.OWNER, Role.ADMIN}),
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.VIEWER}),
     "budget.manage": frozenset({Role.OWNER, Role.ADMIN}),
+    "prompt.manage": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER}),
     "cache.purge": frozenset({Role.OWNER, Role.ADMIN}),
     "guardrail.manage": frozenset({Role.OWNER, Role.ADMIN}),
 }
