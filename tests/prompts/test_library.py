@@ -17,7 +17,10 @@ pytestmark = pytest.mark.django_db
 
 SENTIMENT = [
     {"role": "system", "content": "Classify the sentiment of the text as positive or negative."},
-    {"role": "user", "content": "{% if language | default(\"\") %}Language: {{ language }}\n{% endif %}{{ text }}"},
+    {
+        "role": "user",
+        "content": '{% if language | default("") %}Language: {{ language }}\n{% endif %}{{ text }}',
+    },
 ]
 SCHEMA = {
     "type": "object",
