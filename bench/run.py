@@ -1065,36 +1065,36 @@ def limits_overhead(t):
     return out
 
 
+def run_script(script, *args, db=True, allow_exit_1=False):
+    """stdout of one of our bench scripts (`.venv/bin/python bench/<script> args`), run on the
+    bench database when `db`; RuntimeError with its last stderr line when it fails. An
+    evaluation that misses a target exits 1 with its report: `allow_exit_1` keeps that."""
+    env = dict(os.environ)
+    if db:
+        env.update(WAYSTATION_ENV)
+    r = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), str(BENCH / script), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if r.returncode not in ((0, 1) if allow_exit_1 else (0,)) or not r.stdout.strip():
+        raise RuntimeError(f"{script}: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+    return r.stdout.strip()
+
+
 def cache_latency(t):
     """Exact and semantic hits against the gateway's own overhead (bench/cache_latency.py),
     and the semantic matcher's evaluation on the labelled pairs (bench/cache_eval.py)."""
-    env = dict(os.environ)
-    env.update(WAYSTATION_ENV)
-    python = str(ROOT / ".venv/bin/python")
     token = t.json_headers["Authorization"].split()[-1]
-    args = [str(t.port), str(t.upstream_json_port), token, str(CACHE_ENTRIES)]
-    r = subprocess.run(
-        [python, str(BENCH / "cache_latency.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if r.returncode != 0 or not r.stdout.strip():
-        raise RuntimeError((r.stderr.strip().splitlines() or ["?"])[-1])
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    evaluation = OUT / "cache_eval.md"
-    r = subprocess.run(
-        [python, str(BENCH / "cache_eval.py"), "--out", str(evaluation)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    out["eval_md"] = evaluation.read_text() if r.returncode == 0 else ""
-    out["eval_error"] = "" if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
+    stdout = run_script("cache_latency.py", t.port, t.upstream_json_port, token, CACHE_ENTRIES)
+    out = json.loads(stdout.splitlines()[-1])
+    try:
+        out["eval_md"], out["eval_error"] = run_script("cache_eval.py"), ""
+    except RuntimeError as e:
+        out["eval_md"], out["eval_error"] = "", str(e)
     log(f"  cache      {out['p50_ms']} in process {out['in_process_lookup_p50_ms']} ms")
     return out
 
@@ -1102,23 +1102,10 @@ def cache_latency(t):
 def context_assembly(t):
     """bench/context_micro.py (assembly time, 200 turns) and bench/context_savings.py (tokens
     sent per strategy over a long conversation), on the bench database."""
-    env = dict(os.environ)
-    env.update(WAYSTATION_ENV)
-    python = str(ROOT / ".venv/bin/python")
-    out = {}
-    for name, script in (("micro", "context_micro.py"), ("savings", "context_savings.py")):
-        r = subprocess.run(
-            [python, str(BENCH / script)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if r.returncode != 0 or not r.stdout.strip():
-            raise RuntimeError(f"{script}: " + (r.stderr.strip().splitlines() or ["?"])[-1])
-        out[name] = r.stdout.strip()
-    out["micro"] = json.loads(out["micro"].splitlines()[-1])
+    out = {
+        "micro": json.loads(run_script("context_micro.py").splitlines()[-1]),
+        "savings": run_script("context_savings.py"),
+    }
     log(f"  context    {out['micro']}")
     return out
 
@@ -1126,29 +1113,18 @@ def context_assembly(t):
 def guardrails_phase(t):
     """bench/guardrails/: the default policy's added time, and the detectors' evaluation on
     their corpora and on the holdout sets."""
-    python = str(ROOT / ".venv/bin/python")
     here = BENCH / "guardrails"
     runs = {
         "latency": ["latency.py"],
         "pii": ["eval_pii.py"],
         "injection": ["eval_injection.py"],
-        "pii_holdout": ["eval_pii.py", "--corpus", str(here / "pii_holdout.jsonl")],
-        "injection_holdout": [
-            "eval_injection.py", "--corpus", str(here / "injection_holdout.jsonl")
-        ],
-    }  # fmt: skip
-    out = {}
-    for name, (script, *args) in runs.items():
-        r = subprocess.run(
-            [python, str(here / script), *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if not r.stdout.strip():  # an evaluation exits 1 when it misses a target: still shown
-            raise RuntimeError(f"{script}: " + (r.stderr.strip().splitlines() or ["?"])[-1])
-        out[name] = r.stdout.strip()
+        "pii_holdout": ["eval_pii.py", "--corpus", here / "pii_holdout.jsonl"],
+        "injection_holdout": ["eval_injection.py", "--corpus", here / "injection_holdout.jsonl"],
+    }
+    out = {
+        name: run_script(f"guardrails/{script}", *args, db=False, allow_exit_1=True)
+        for name, (script, *args) in runs.items()
+    }
     out["latency"] = json.loads(out["latency"].splitlines()[-1])
     log(f"  guardrails {out['latency']}")
     return out
