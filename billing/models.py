@@ -61,6 +61,8 @@ class UsageEvent(models.Model):
     session_id = models.CharField(max_length=256, blank=True, db_index=True)
     trace_id = models.CharField(max_length=256, blank=True, db_index=True)
     tags = models.JSONField(default=list, blank=True)
+    # A prompt API call: {api, prompt, version, experiment, arm, steps: [...]}.
+    prompt = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return self.request_id

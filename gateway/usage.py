@@ -59,6 +59,8 @@ class UsageRecord:
     session_id: str = ""
     trace_id: str = ""
     tags: list[str] = field(default_factory=list)
+    # A prompt API call (prompts/): api, prompt, version, experiment arm, and a chain's steps.
+    prompt: dict[str, Any] = field(default_factory=dict)
     emitted: bool = False
     ticket: Any = None  # gateway.limits.Ticket: settled with the real tokens and cost at emit
 

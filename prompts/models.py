@@ -64,3 +64,123 @@ class PromptLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prompt}@{self.name}"
+
+
+class Chain(models.Model):
+    """A pipeline of prompt versions. Each step's variables are templates over the chain's
+    input and earlier steps' outputs; a step may run only when its condition holds."""
+
+    tenant = models.ForeignKey("portal.Tenant", on_delete=models.CASCADE, related_name="chains")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    input_schema = models.JSONField(default=dict, blank=True)
+    # [{name, prompt: slug, version: number, variables: {var: template}, when: condition}]
+    steps = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "slug"], name="chain_slug_once")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.slug} (chain)"
+
+
+class PromptApi(models.Model):
+    """A prompt (through a label) or a chain, published as a catalog product and served at
+    POST /api/p/{tenant}/{slug}."""
+
+    product = models.OneToOneField(
+        "portal.Product", on_delete=models.CASCADE, related_name="prompt_api"
+    )
+    tenant = models.ForeignKey(
+        "portal.Tenant", on_delete=models.CASCADE, related_name="prompt_apis"
+    )
+    slug = models.SlugField(max_length=100)
+    prompt = models.ForeignKey(
+        Prompt, on_delete=models.CASCADE, null=True, blank=True, related_name="apis"
+    )
+    label = models.SlugField(max_length=50, default="production")
+    chain = models.ForeignKey(
+        Chain, on_delete=models.CASCADE, null=True, blank=True, related_name="apis"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="prompt_api_slug_once"),
+            models.CheckConstraint(
+                condition=models.Q(prompt__isnull=False, chain__isnull=True)
+                | models.Q(prompt__isnull=True, chain__isnull=False),
+                name="prompt_api_prompt_xor_chain",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"/api/p/{self.tenant_id}/{self.slug}"
+
+
+class Experiment(models.Model):
+    """Splits a label's traffic between versions by weight, sticky per end user."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+        PROMOTED = "promoted", "Promoted"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="experiments")
+    label = models.SlugField(max_length=50, default="production")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    winner = models.ForeignKey(
+        PromptVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "label"],
+                condition=models.Q(status="running"),
+                name="one_running_experiment_per_label",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt}@{self.label}: {self.name}"
+
+
+class ExperimentArm(models.Model):
+    """The first arm (lowest id) is the control the others are compared with."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="arms")
+    version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    weight = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}: v{self.version_id} x{self.weight}"
+
+
+class Feedback(models.Model):
+    """A score the caller gave one of its requests (POST /api/v1/feedback); the last one
+    posted for a request counts."""
+
+    tenant = models.ForeignKey("portal.Tenant", on_delete=models.CASCADE, related_name="+")
+    api_key_id = models.BigIntegerField(null=True)
+    request_id = models.CharField(max_length=128)
+    score = models.FloatField()
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "request_id"], name="feedback_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.score}"
