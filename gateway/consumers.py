@@ -16,7 +16,7 @@ import orjson
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
-from gateway import pipeline, stateful, usage
+from gateway import feedback, pipeline, prompt_calls, prompt_wire, stateful, usage
 from gateway.errors import GatewayError
 from gateway.providers import client_codec
 from gateway.providers.base import ClientCodec
@@ -314,3 +314,27 @@ class DocumentsConsumer(_StateConsumer):
     """Tenant-wide documents: a knowledge collection every conversation retrieves from."""
 
     routes = {("POST", ""): stateful.add_document}
+
+
+class PromptApiConsumer(GatewayConsumer):
+    """A published prompt or chain: POST /api/p/{tenant}/{slug}[/v/{version}]."""
+
+    def handler(self) -> Handler:
+        kwargs = self.scope["url_route"]["kwargs"]
+        return lambda call: prompt_calls.call_api(
+            call, kwargs["tenant"], kwargs["slug"], kwargs.get("version")
+        )
+
+    def render_error(self, err: GatewayError) -> dict:
+        return prompt_wire.render_error(err)
+
+    def route_name(self) -> str:
+        return "prompt"
+
+
+class FeedbackConsumer(GatewayConsumer):
+    def handler(self) -> Handler:
+        return feedback.post_feedback
+
+    def counts_usage(self) -> bool:
+        return False

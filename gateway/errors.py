@@ -61,6 +61,7 @@ class GatewayError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.headers: list[tuple[bytes, bytes]] = []  # e.g. x-ratelimit-* on a 429
+        self.errors: list[dict[str, str]] = []  # per-field problems, where a route shows them
 
     def __repr__(self) -> str:
         return f"GatewayError({self.kind!r}, {self.message!r}, status={self.status})"

@@ -18,6 +18,12 @@ from prompts.templating import TemplateError, compile_template
 
 ROLES = ("system", "user", "assistant")
 OUTPUT_FORMATS = ("text", "json")
+# Sampling parameters a version may fix, with the JSON types each takes.
+PARAMETERS: dict[str, tuple[type, ...]] = {
+    "temperature": (int, float), "top_p": (int, float), "max_tokens": (int,),
+    "seed": (int,), "stop": (str, list), "presence_penalty": (int, float),
+    "frequency_penalty": (int, float),
+}  # fmt: skip
 
 
 class VariablesInvalid(ServiceError):
@@ -62,6 +68,20 @@ def _check_messages(messages: object) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+def _check_parameters(parameters: object) -> dict[str, Any]:
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ServiceError("'parameters' must be an object.")
+    for name, value in parameters.items():
+        types = PARAMETERS.get(name)
+        if types is None:
+            raise ServiceError(f"Unknown parameter '{name}'; use {', '.join(PARAMETERS)}.")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ServiceError(f"Parameter '{name}' has the wrong type.")
+    return dict(parameters)
+
+
 def _check_schema(schema: object, what: str) -> dict:
     if not isinstance(schema, dict):
         raise ServiceError(f"'{what}' must be a JSON Schema object.")
@@ -99,7 +119,7 @@ def version_create(
     last = prompt.versions.aggregate(last=Max("number"))["last"] or 0
     version = PromptVersion.objects.create(
         prompt=prompt, number=last + 1, messages=checked, model=model,
-        parameters=dict(parameters or {}), input_schema=schema, output_format=output_format,
+        parameters=_check_parameters(parameters), input_schema=schema, output_format=output_format,
         output_schema=output_schema, changelog=changelog,
         author=actor.user if getattr(actor.user, "pk", None) else None,
     )  # fmt: skip
@@ -132,25 +152,36 @@ def version_for(prompt: Prompt, label_or_number: str | int) -> PromptVersion:
     return found
 
 
-def render(version: PromptVersion, variables: object) -> list[dict[str, str]]:
-    """The version's messages for these variables, after checking them against its schema."""
+def variable_errors(schema: dict, variables: object) -> dict[str, str]:
+    """The variables' breaches of the schema, one message per invalid field by JSON path."""
     if not isinstance(variables, dict):
-        raise VariablesInvalid({"$": "the variables must be a JSON object"})
-    validator = jsonschema.Draft202012Validator(version.input_schema)
-    errors = {
+        return {"$": "the variables must be a JSON object"}
+    validator = jsonschema.Draft202012Validator(schema)
+    return {
         "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path):
         e.message
         for e in validator.iter_errors(variables)
     }  # fmt: skip
+
+
+def render_messages(messages: list[dict[str, str]], schema: dict, variables: object
+                    ) -> list[dict[str, str]]:  # fmt: skip
+    """Messages for these variables, after checking them against the schema."""
+    errors = variable_errors(schema, variables)
     if errors:
         raise VariablesInvalid(errors)
     try:
         return [
             {"role": m["role"], "content": compile_template(m["content"]).render(variables)}
-            for m in version.messages
+            for m in messages
         ]
     except TemplateError as exc:
         raise VariablesInvalid({"$": exc.message}) from exc
+
+
+def render(version: PromptVersion, variables: object) -> list[dict[str, str]]:
+    """The version's messages for these variables, after checking them against its schema."""
+    return render_messages(version.messages, version.input_schema, variables)
 
 
 def version_diff(older: PromptVersion, newer: PromptVersion) -> str:

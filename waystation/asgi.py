@@ -36,6 +36,11 @@ gateway_routes = [
     re_path(r"^v1/models/?$", consumers.ModelsConsumer.as_asgi()),
     re_path(r"^v1/models/(?P<model_id>.+)$", consumers.ModelsConsumer.as_asgi()),
     re_path(r"^v1/", consumers.NotFoundConsumer.as_asgi()),
+    re_path(
+        r"^api/p/(?P<tenant>[-a-zA-Z0-9_]+)/(?P<slug>[-a-zA-Z0-9_]+)(?:/v/(?P<version>[0-9]{1,9}))?/?$",
+        consumers.PromptApiConsumer.as_asgi(),
+    ),
+    re_path(r"^api/v1/feedback/?$", consumers.FeedbackConsumer.as_asgi()),
 ]
 
 application = ProtocolTypeRouter(
