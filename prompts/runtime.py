@@ -184,4 +184,3 @@ def parse_output(version: VersionPlan, text: str) -> Any:
             raise OutputInvalid(f"the answer breaks the output schema at {where}: "
                                 f"{errors[0].message}")  # fmt: skip
     return value
-
