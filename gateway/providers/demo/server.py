@@ -58,7 +58,32 @@ def _reply(body: dict[str, Any]) -> dict[str, Any]:
     if last.get("role") == "tool":
         return {"text": f"The tool answered: {last.get('content')}"}
     said = _last_user_text(messages)[:200]
+    wanted = body.get("response_format") or {}
+    if wanted.get("type") in ("json_object", "json_schema"):
+        schema = (wanted.get("json_schema") or {}).get("schema") or {}
+        return {"text": orjson.dumps(_json_answer(schema, said)).decode()}
     return {"text": f"Hello from Waystation's demo model. You said: {said}"}
+
+
+def _json_answer(schema: dict[str, Any], said: str, depth: int = 0) -> Any:
+    """A value of the schema's shape, chosen by the request's text: the same question always
+    gets the same answer, and different questions spread over an enum's values."""
+    pick = int.from_bytes(hashlib.sha256(said.encode()).digest()[:4], "big")
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][pick % len(schema["enum"])]
+    kind = schema.get("type")
+    if kind == "object" or (kind is None and depth == 0):
+        properties = schema.get("properties") or {}
+        if not properties:
+            return {"answer": f"You said: {said}"}
+        return {k: _json_answer(v, said, depth + 1) for k, v in properties.items() if depth < 5}
+    if kind == "array":
+        return [_json_answer(schema.get("items") or {}, said, depth + 1)] if depth < 5 else []
+    if kind in ("integer", "number"):
+        return pick % 10
+    if kind == "boolean":
+        return pick % 2 == 0
+    return f"You said: {said}"[: schema.get("maxLength") or 200]
 
 
 def _usage(body: dict[str, Any], reply: dict[str, Any]) -> dict[str, int]:
