@@ -15,7 +15,7 @@ import jsonschema
 import orjson
 
 from prompts.models import Chain, Experiment, PromptApi, PromptVersion
-from prompts.services import variable_errors
+from prompts.services import json_path, variable_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +178,7 @@ def parse_output(version: VersionPlan, text: str) -> Any:
             key=lambda e: list(e.absolute_path),
         )
         if errors:
-            where = "$" + "".join(
-                f"[{p}]" if isinstance(p, int) else f".{p}" for p in errors[0].absolute_path
-            )
+            where = json_path(errors[0].absolute_path)
             raise OutputInvalid(f"the answer breaks the output schema at {where}: "
                                 f"{errors[0].message}")  # fmt: skip
     return value

@@ -152,16 +152,17 @@ def version_for(prompt: Prompt, label_or_number: str | int) -> PromptVersion:
     return found
 
 
+def json_path(parts) -> str:
+    """A JSON Schema error's location as `$.a.b[2]`."""
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
 def variable_errors(schema: dict, variables: object) -> dict[str, str]:
     """The variables' breaches of the schema, one message per invalid field by JSON path."""
     if not isinstance(variables, dict):
         return {"$": "the variables must be a JSON object"}
     validator = jsonschema.Draft202012Validator(schema)
-    return {
-        "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path):
-        e.message
-        for e in validator.iter_errors(variables)
-    }  # fmt: skip
+    return {json_path(e.absolute_path): e.message for e in validator.iter_errors(variables)}
 
 
 def render_messages(messages: list[dict[str, str]], schema: dict, variables: object
