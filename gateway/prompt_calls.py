@@ -75,10 +75,12 @@ async def call_api(call: Call, tenant: str, slug: str, version: str | None) -> R
     chosen = _version(plan, run)
     messages = _render(chosen, variables)
     record.public_model = chosen.model
-    if stream:
+    if stream and chosen.output_format != "json":
         opened = await _open(run, chosen, messages)
         return _streaming(_single_stream(run, chosen, opened), record)
     output, resp = await _checked(run, chosen, messages)
+    if stream:  # a JSON answer is checked (and perhaps asked again) before any of it is sent
+        return _streaming(_whole(run, chosen, output, _text(resp)), record)
     return _answer_reply(run, output, chosen, resp.model)
 
 
@@ -109,7 +111,19 @@ async def playground(
         record.status, record.error_type = err.status, err.kind
         emit_usage(record)
         return Reply(err.status, [], orjson.dumps(CODEC.render_error(err)))
-    return _streaming(_single_stream(run, version, opened), record)
+    return _streaming(_emitted(_single_stream(run, version, opened), record), record)
+
+
+async def _emitted(stream: AsyncIterator[bytes], record: UsageRecord) -> AsyncIterator[bytes]:
+    """The playground has no consumer to send the event of a run cut short: send it here."""
+    try:
+        async for data in stream:
+            yield data
+    except BaseException:
+        record.status, record.error_type = 499, "client_disconnected"
+        raise
+    finally:
+        emit_usage(record)
 
 
 # --- choosing and rendering ----------------------------------------------------------
@@ -340,6 +354,11 @@ async def _single_stream(run: Run, version: VersionPlan, opened: _Opened) -> Asy
     yield _done_event(run, output, version)
 
 
+async def _whole(run: Run, version: VersionPlan, output: Any, text: str) -> AsyncIterator[bytes]:
+    yield event("delta", {"text": text})
+    yield _done_event(run, output, version)
+
+
 # --- chains --------------------------------------------------------------------------
 
 
@@ -403,15 +422,16 @@ async def _chain_stream(run: Run, plan: ApiPlan, variables: object) -> AsyncIter
                 _skipped(run, step, context)
                 yield event("step", {"name": step.name, "output": None, "skipped": True})
                 continue
-            opened = await _open(run, step.version, messages, step.name)
-            async for data in _drain(run, step.version, opened):
-                yield data
-            if run.record.status >= 400:
-                return
-            try:
-                output = runtime.parse_output(step.version, _text(opened.answers[0]))
-            except OutputInvalid as exc:
-                raise _invalid_output(str(exc), step.name) from exc
+            if step.version.output_format == "json":
+                output, resp = await _checked(run, step.version, messages, step.name)
+                yield event("delta", {"text": _text(resp), "step": step.name})
+            else:
+                opened = await _open(run, step.version, messages, step.name)
+                async for data in _drain(run, step.version, opened):
+                    yield data
+                if run.record.status >= 400:
+                    return
+                output = _text(opened.answers[0])
             context["steps"][step.name] = {"output": output, "skipped": False}
             run.steps[-1]["output"] = output
             last = step.version

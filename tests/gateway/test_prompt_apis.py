@@ -310,3 +310,45 @@ def test_publishing_needs_a_label_and_makes_a_prompt_product(world):
     with pytest.raises(services.ServiceError):
         publishing.api_publish(tenant=world["owner"], slug="sentiment", name="Again",
                                prompt=world["prompt"])  # fmt: skip
+
+
+def test_a_streamed_chain_sends_each_steps_deltas_and_step_events(world, openai_fake):
+    owner = world["owner"]
+    shout = library.prompt_create(tenant=owner, slug="shout", name="Shout")
+    library.version_create(
+        prompt=shout, model="chat",
+        input_schema={"type": "object", "properties": {"label": {"type": "string"}}},
+        messages=[{"role": "user", "content": "Say {{ label }} loudly"}],
+    )  # fmt: skip
+    chain = chains.chain_save(
+        tenant=owner, slug="loud", name="Loud", input_schema=TEXT_SCHEMA,
+        steps=[
+            {"name": "classify", "prompt": "sentiment", "version": 1,
+             "variables": {"text": "{{ input.text }}"}},
+            {"name": "shout", "prompt": "shout", "version": 1,
+             "variables": {"label": "{{ steps.classify.output.label }}"}},
+        ],
+    )  # fmt: skip
+    api = publishing.api_publish(tenant=owner, slug="loud", name="Loud", chain=chain,
+                                 approval_required=False)  # fmt: skip
+    services.subscription_request(actor=SYSTEM, application=world["app"], product=api.product)
+    openai_fake.script(Reply(text='{"label": "neutral"}'))
+    response = post(world["url"].replace("sentiment", "loud"), world["secret"], {"text": "ok"},
+                    accept="text/event-stream")  # fmt: skip
+    frames = _sse(response.content)
+    steps = [data for name, data in frames if name == "step"]
+    assert [(s["name"], s["output"]) for s in steps] == [
+        ("classify", {"label": "neutral"}), ("shout", "echo: Say neutral loudly")
+    ]  # fmt: skip
+    deltas = {data["step"] for name, data in frames if name == "delta"}
+    assert deltas == {"classify", "shout"}
+    assert frames[-1][0] == "done" and frames[-1][1]["output"] == "echo: Say neutral loudly"
+
+    openai_fake.script(Reply(text="not json"))
+    before = len(openai_fake.requests)
+    failed = _sse(post(world["url"].replace("sentiment", "loud"), world["secret"],
+                       {"text": "ok"}, accept="text/event-stream").content)  # fmt: skip
+    assert failed[-1][0] == "error"
+    assert failed[-1][1]["error"]["code"] == "invalid_output"
+    assert "Step 'classify'" in failed[-1][1]["error"]["message"]
+    assert len(openai_fake.requests) - before == 2  # a JSON step is asked twice, as unstreamed
