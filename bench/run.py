@@ -102,6 +102,7 @@ WAYSTATION_LIMITED_KEY_CMD = os.environ.get(
     "BENCH_WS_LIMITED_KEY_CMD", ".venv/bin/python bench/limited_key.py | tail -1"
 )
 TARGET_LIMITS_ADDED_P50_MS = 0.5
+PROMPT_ROUNDS = int(os.environ.get("BENCH_PROMPT_ROUNDS", "300"))
 # The cache phase (bench/cache_latency.py): entries in the semantic partition, and targets.
 CACHE_ENTRIES = int(os.environ.get("BENCH_CACHE_ENTRIES", "10000"))
 TARGET_CACHE_EXACT_OVER_BASE_MS = 2.0  # an exact hit, against the gateway's own overhead
@@ -1110,6 +1111,14 @@ def context_assembly(t):
     return out
 
 
+def prompt_api_latency(t):
+    """bench/prompt_latency.py: a published prompt API against the chat completion it renders
+    to, interleaved on one connection each."""
+    out = json.loads(run_script("prompt_latency.py", t.port, PROMPT_ROUNDS).splitlines()[-1])
+    log(f"  prompts    {out}")
+    return out
+
+
 def guardrails_phase(t):
     """bench/guardrails/: the default policy's added time, and the detectors' evaluation on
     their corpora and on the holdout sets."""
@@ -1457,6 +1466,7 @@ def write_report(results, skipped, meta):
     limits_section(w, results.get("waystation", {}).get("limits"))
     cache_section(w, results.get("waystation", {}).get("cache"))
     context_section(w, results.get("waystation", {}).get("context"))
+    prompts_section(w, results.get("waystation", {}).get("prompts"))
     guardrails_section(w, results.get("waystation", {}).get("guardrails"))
     w("")
     w("## Caveats")
@@ -1601,6 +1611,27 @@ def cache_section(w, cache):
         w(cache["eval_md"].strip().replace("## Semantic cache: evaluation", "### Evaluation"))
     elif cache.get("eval_error"):
         w(f"- Evaluation failed: {cache['eval_error']}")
+
+
+def prompts_section(w, out):
+    if not out:
+        return
+    w("")
+    w("## Prompt APIs: added latency")
+    w("")
+    if "failed" in out:
+        w(f"Not measured: {out['failed']}")
+        return
+    p50 = out["p50_ms"]
+    w(
+        f"`bench/prompt_latency.py`: {out['rounds']} rounds on one keep-alive connection each, "
+        "interleaved: the chat completion a published one-variable prompt renders to, sent to "
+        "`/v1/chat/completions` as is, against `POST /api/p/...` with the variables (load the "
+        "API and its label, check the subscription and the variables against the schema, render "
+        f"the template, shape the answer). p50 {p50['chat']:.3f} ms against "
+        f"{p50['prompt_api']:.3f} ms: **+{out['added_p50_ms']:.3f} ms** "
+        f"(ratio {out['ratio']:.2f})."
+    )
 
 
 def context_section(w, ctx):
@@ -1874,6 +1905,7 @@ def main():
                         ("cache", cache_latency),
                         ("context", context_assembly),
                         ("guardrails", guardrails_phase),
+                        ("prompts", prompt_api_latency),
                     ):
                         try:
                             results[name][phase] = measure(t)
