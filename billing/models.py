@@ -31,6 +31,7 @@ class UsageEvent(models.Model):
     created_at = models.DateTimeField(db_index=True)
     tenant_id = models.BigIntegerField(null=True, db_index=True)
     api_key_id = models.BigIntegerField(null=True)
+    application_id = models.BigIntegerField(null=True)
     route = models.CharField(max_length=64)
     public_model = models.CharField(max_length=200, blank=True)
     served_model = models.CharField(max_length=200, blank=True)
@@ -63,6 +64,12 @@ class UsageEvent(models.Model):
     tags = models.JSONField(default=list, blank=True)
     # A prompt API call: {api, prompt, version, experiment, arm, steps: [...]}.
     prompt = models.JSONField(default=dict, blank=True)
+    # Where the time went, in ms: auth, guardrails, cache, upstream (to the answer's start),
+    # first_token and total (gateway/pipeline.py).
+    timings = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant_id", "created_at"], name="usage_tenant_time")]
 
     def __str__(self) -> str:
         return self.request_id

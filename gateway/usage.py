@@ -34,6 +34,7 @@ class UsageRecord:
     created_at: str
     tenant_id: int | None = None
     api_key_id: int | None = None
+    application_id: int | None = None
     public_model: str = ""  # as the client asked
     served_model: str = ""  # the public model that answered (a rule, `auto` or a fallback)
     routing: str = ""  # why, when a rule or `auto` decided
@@ -61,6 +62,8 @@ class UsageRecord:
     tags: list[str] = field(default_factory=list)
     # A prompt API call (prompts/): api, prompt, version, experiment arm, and a chain's steps.
     prompt: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage
+    bodies: Any = None  # gateway.call_log.Bodies: rendered and stored off the request path
     emitted: bool = False
     ticket: Any = None  # gateway.limits.Ticket: settled with the real tokens and cost at emit
 
@@ -80,8 +83,12 @@ class UsageRecord:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
 
     def as_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        del row["started"], row["emitted"], row["ticket"]
+        bodies, self.bodies = self.bodies, None  # asdict() would deep-copy the request
+        try:
+            row = asdict(self)
+        finally:
+            self.bodies = bodies
+        del row["started"], row["emitted"], row["ticket"], row["bodies"]
         row["cost"] = str(self.cost) if self.cost is not None else None
         row["cache_saved"] = str(self.cache_saved) if self.cache_saved is not None else None
         return row

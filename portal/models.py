@@ -9,6 +9,13 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Server-side conversations and responses are deleted this long after their last use.
     conversation_retention_days = models.PositiveIntegerField(default=30)
+    # The call log: keep request and response bodies, for this many days (capped by the
+    # operator's GATEWAY_LOG_MAX_RETENTION_DAYS).
+    log_bodies = models.BooleanField(default=True)
+    log_retention_days = models.PositiveIntegerField(default=7)
+    # Flag a day whose cost exceeds the trailing week's average by this factor (null: the
+    # operator's COST_ANOMALY_FACTOR).
+    cost_anomaly_factor = models.FloatField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.slug
@@ -130,6 +137,8 @@ class Product(models.Model):
     approval_required = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     sunset_date = models.DateField(null=True, blank=True)
+    # Off: calls made through this product keep no bodies in the call log.
+    log_bodies = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "gateway",
     "billing",
     "prompts",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -140,6 +141,11 @@ CELERY_BEAT_SCHEDULE = {
     # Last month's cost reports to the chargeback webhooks: hourly on the 1st, each once.
     "purge-expired-conversations": {
         "task": "gateway.tasks.purge_expired_conversations",
+        "schedule": 3600.0,
+    },
+    "purge-call-bodies": {"task": "observability.tasks.purge_call_bodies", "schedule": 3600.0},
+    "flag-cost-anomalies": {
+        "task": "observability.tasks.flag_cost_anomalies",
         "schedule": 3600.0,
     },
     "push-monthly-reports": {
@@ -246,6 +252,16 @@ GATEWAY_BREAKER_WINDOW_SECONDS = env_float("GATEWAY_BREAKER_WINDOW_SECONDS", 30.
 GATEWAY_BREAKER_COOLDOWN_SECONDS = env_float("GATEWAY_BREAKER_COOLDOWN_SECONDS", 30.0)
 # A tenant's budget thresholds are evaluated at most this often per process.
 BUDGET_ALERT_INTERVAL_SECONDS = env_float("BUDGET_ALERT_INTERVAL_SECONDS", 5.0)
+# The call log (gateway/call_log.py, observability/): bodies are kept per tenant for its
+# retention, at most GATEWAY_LOG_MAX_RETENTION_DAYS; each side is cut at the byte limit.
+GATEWAY_LOG_BODIES = env_bool("GATEWAY_LOG_BODIES", True)
+GATEWAY_LOG_MAX_RETENTION_DAYS = env_int("GATEWAY_LOG_MAX_RETENTION_DAYS", 30)
+GATEWAY_LOG_BODY_MAX_BYTES = env_int("GATEWAY_LOG_BODY_MAX_BYTES", 256 * 1024)
+# Prometheus /metrics: a bearer token, or callers from these networks (comma-separated).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_str("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# A day whose cost exceeds the trailing week's daily average by this factor is flagged.
+COST_ANOMALY_FACTOR = env_float("COST_ANOMALY_FACTOR", 3.0)
 USAGE_STREAM_KEY = env_str("USAGE_STREAM_KEY", "waystation:usage")
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 0.05)
 # Redis away: a gateway process keeps up to this many events (then drops the oldest, logged)
