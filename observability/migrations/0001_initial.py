@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('portal', '0003_product_log_bodies_tenant_cost_anomaly_factor_and_more'),
+        ('portal', '0003_call_log_settings'),
     ]
 
     operations = [
