@@ -100,7 +100,7 @@ class GatewayConsumer(AsyncHttpConsumer):
         await self._send_reply(reply, record, receive)
 
     def _error_reply(self, err: GatewayError, record: UsageRecord) -> pipeline.Reply:
-        record.status, record.error_type = err.status, err.kind
+        record.status, record.error_type, record.error_code = err.status, err.kind, err.code or ""
         level = logging.ERROR if err.status >= 500 else logging.INFO
         log.log(
             level,

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+from gateway import metrics
 from gateway.schemas import Usage
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class UsageRecord:
     ttft_ms: float | None = None
     status: int = 200
     error_type: str = ""
+    error_code: str = ""  # the error's code, e.g. budget_exceeded (for metrics; not stored)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     cache: str = ""  # hit | semantic-hit | miss | bypass; "" where no cache applied
     cache_saved: Decimal | None = None  # on a hit: what the answer cost when it was made
@@ -109,6 +111,7 @@ def emit(record: UsageRecord) -> None:
         counted = record.input_tokens is not None or record.output_tokens is not None
         record.ticket.settle(tokens if counted else None, record.cost)
         record.ticket = None  # settled; and asdict() would copy it into the event
+    metrics.observe(record)
     _sink().put(record.as_row())
 
 

@@ -1,0 +1,5 @@
+"""Stub: being written (Prometheus metrics)."""
+
+
+def observe(record) -> None:
+    return None
