@@ -103,6 +103,8 @@ WAYSTATION_LIMITED_KEY_CMD = os.environ.get(
 )
 TARGET_LIMITS_ADDED_P50_MS = 0.5
 PROMPT_ROUNDS = int(os.environ.get("BENCH_PROMPT_ROUNDS", "300"))
+CALL_LOG_ROUNDS = int(os.environ.get("BENCH_CALL_LOG_ROUNDS", "500"))
+TARGET_CALL_LOG_ADDED_P50_MS = 0.5
 # The cache phase (bench/cache_latency.py): entries in the semantic partition, and targets.
 CACHE_ENTRIES = int(os.environ.get("BENCH_CACHE_ENTRIES", "10000"))
 TARGET_CACHE_EXACT_OVER_BASE_MS = 2.0  # an exact hit, against the gateway's own overhead
@@ -1119,6 +1121,14 @@ def prompt_api_latency(t):
     return out
 
 
+def call_log_latency(t):
+    """bench/call_log_latency.py: a tenant that keeps call bodies against one that doesn't,
+    alternating on the same gateway and model."""
+    out = json.loads(run_script("call_log_latency.py", t.port, CALL_LOG_ROUNDS).splitlines()[-1])
+    log(f"  call log   {out}")
+    return out
+
+
 def guardrails_phase(t):
     """bench/guardrails/: the default policy's added time, and the detectors' evaluation on
     their corpora and on the holdout sets."""
@@ -1467,6 +1477,7 @@ def write_report(results, skipped, meta):
     cache_section(w, results.get("waystation", {}).get("cache"))
     context_section(w, results.get("waystation", {}).get("context"))
     prompts_section(w, results.get("waystation", {}).get("prompts"))
+    call_log_section(w, results.get("waystation", {}).get("call_log"))
     guardrails_section(w, results.get("waystation", {}).get("guardrails"))
     w("")
     w("## Caveats")
@@ -1611,6 +1622,28 @@ def cache_section(w, cache):
         w(cache["eval_md"].strip().replace("## Semantic cache: evaluation", "### Evaluation"))
     elif cache.get("eval_error"):
         w(f"- Evaluation failed: {cache['eval_error']}")
+
+
+def call_log_section(w, out):
+    if not out:
+        return
+    w("")
+    w("## Call log: what keeping bodies adds")
+    w("")
+    if "failed" in out:
+        w(f"Not measured: {out['failed']}")
+        return
+    p50 = out["p50_ms"]
+    met = "met" if out["added_p50_ms"] <= TARGET_CALL_LOG_ADDED_P50_MS else "missed"
+    w(
+        f"`bench/call_log_latency.py`: {out['rounds']} rounds alternating two keys on "
+        "`bench-json`, one of a tenant that keeps call bodies (captured on the request path "
+        "as references, rendered, compressed and shipped with the usage event after the "
+        "answer), one of a tenant that switched them off. p50 "
+        f"{p50['bodies_off']:.3f} ms off, {p50['bodies_on']:.3f} ms on: "
+        f"**{out['added_p50_ms']:+.3f} ms** (target ≤ +{TARGET_CALL_LOG_ADDED_P50_MS:g} ms: "
+        f"**{met}**)."
+    )
 
 
 def prompts_section(w, out):
@@ -1906,6 +1939,7 @@ def main():
                         ("context", context_assembly),
                         ("guardrails", guardrails_phase),
                         ("prompts", prompt_api_latency),
+                        ("call_log", call_log_latency),
                     ):
                         try:
                             results[name][phase] = measure(t)

@@ -12,11 +12,9 @@ webhook, signed with the tenant's webhook secret (billing.report_webhooks).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.request
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -105,13 +103,13 @@ def _notify(budget: Budget, threshold: int, spent: Decimal) -> None:
             else "It is a soft budget: calls are not blocked.\n"
         )
     )
-    recipients = list(budget.notify_emails) or _admins(budget.tenant_id)
+    recipients = list(budget.notify_emails) or admin_emails(budget.tenant_id)
     if recipients:
         send_mail(subject, text, None, recipients, fail_silently=True)
     _post(budget, threshold, spent)
 
 
-def _admins(tenant_id: int) -> list[str]:
+def admin_emails(tenant_id: int) -> list[str]:
     members = Membership.objects.filter(
         tenant_id=tenant_id, role__in=[Role.OWNER, Role.ADMIN]
     ).select_related("user")
@@ -119,33 +117,19 @@ def _admins(tenant_id: int) -> list[str]:
 
 
 def _post(budget: Budget, threshold: int, spent: Decimal) -> None:
-    from billing.report_webhooks import SIGNATURE_HEADER, signature
+    from billing.report_webhooks import post_event
     from gateway.secrets import decrypt
 
     hook = ReportWebhook.objects.filter(tenant_id=budget.tenant_id, enabled=True).first()
     url = budget.webhook_url or (hook.url if hook else "")
     if not url:
         return
-    body = json.dumps(
-        {
-            "event": EVENT,
-            "tenant": budget.tenant.slug,
-            "budget_id": budget.pk,
-            "scope": budget.scope,
-            "period": budget.period,
-            "threshold_percent": threshold,
-            "spent_usd": str(spent),
-            "amount_usd": str(budget.amount_usd),
-            "hard": budget.hard,
-        },
-        separators=(",", ":"),
-    ).encode()
-    headers = {"Content-Type": "application/json", "X-Waystation-Event": EVENT}
-    secret = decrypt(hook.secret_encrypted) if hook else None
-    if secret:
-        headers[SIGNATURE_HEADER] = signature(secret, body, int(time.time()))
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
+    payload = {
+        "tenant": budget.tenant.slug, "budget_id": budget.pk, "scope": budget.scope,
+        "period": budget.period, "threshold_percent": threshold, "spent_usd": str(spent),
+        "amount_usd": str(budget.amount_usd), "hard": budget.hard,
+    }  # fmt: skip
     try:
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - validated http(s)
+        post_event(url, decrypt(hook.secret_encrypted) if hook else None, EVENT, payload)
     except Exception as exc:  # noqa: BLE001 - an alert must not break the usage pipeline
         log.warning("budget %s: webhook %s failed: %s", budget.pk, url, exc)

@@ -54,6 +54,17 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+def post_event(url: str, secret: str | None, event: str, payload: dict) -> None:
+    """POST one alert event as compact JSON, signed when there is a secret. Raises what
+    urllib raises; callers decide whether a failure matters."""
+    body = json.dumps({"event": event, **payload}, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "X-Waystation-Event": event}
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(secret, body, int(time.time()))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
+    urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS).close()  # noqa: S310 - http(s) only
+
+
 def verify(
     secret: str, body: bytes, header: str, *, tolerance: int = TOLERANCE_SECONDS, now=None
 ) -> bool:

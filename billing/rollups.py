@@ -54,7 +54,6 @@ from django.db.models.functions import Coalesce, Concat, Least, NullIf, TruncDay
 from django.utils import timezone
 
 from billing.models import Price, UsageEvent, UsageRollup, UsageRollupMark
-from portal.models import ApiKey
 
 HOUR = UsageRollup.Granularity.HOUR
 DAY = UsageRollup.Granularity.DAY
@@ -105,8 +104,7 @@ def event_model_outer():
 
 def event_dimensions() -> tuple[tuple[str, ...], dict[str, Any]]:
     """The report dimensions of an event for `.values(*fields, **expressions)`."""
-    key_app = ApiKey.objects.filter(pk=OuterRef("api_key_id")).values("application_id")[:1]
-    return ("api_key_id", "provider"), {"application_id": Subquery(key_app), "model": event_model()}
+    return ("api_key_id", "provider", "application_id"), {"model": event_model()}
 
 
 def event_sums() -> dict[str, Any]:

@@ -10,6 +10,7 @@ from django.db import close_old_connections, transaction
 
 from billing import budget_alerts
 from billing.models import UsageEvent
+from observability import bodies as call_bodies
 from observability import tail
 
 FIELDS = {f.name for f in UsageEvent._meta.concrete_fields} - {"id"}
@@ -24,6 +25,7 @@ def usage_store_batch(*, rows: list[dict[str, Any]]) -> int:
     events = [UsageEvent(**_clean(row)) for row in rows]
     with transaction.atomic():
         UsageEvent.objects.bulk_create(events, ignore_conflicts=True, batch_size=500)
+        call_bodies.store(rows)
     try:
         tail.publish(rows)  # the portal's live tail
     except Exception:  # nor may the tail

@@ -110,8 +110,8 @@ def _store(client: redis.Redis, entries: list) -> int:
         if not fields:
             continue  # deleted from the stream while pending: only the acknowledgement is due
         try:
-            rows.append((entry_id, orjson.loads(fields[b"e"])))
-        except (KeyError, orjson.JSONDecodeError):
+            rows.append((entry_id, _row(fields)))
+        except (KeyError, ValueError):  # orjson.JSONDecodeError is a ValueError
             _dead_letter(client, entry_id, fields, "malformed entry")
     if rows:
         try:
@@ -126,12 +126,21 @@ def _store(client: redis.Redis, entries: list) -> int:
                 except (OperationalError, InterfaceError):
                     raise
                 except Exception as exc:
-                    _dead_letter(client, entry_id, {b"e": orjson.dumps(row)}, repr(exc))
+                    event = {k: v for k, v in row.items() if k != "body"}
+                    _dead_letter(client, entry_id, {b"e": orjson.dumps(event)}, repr(exc))
     pipe = client.pipeline(transaction=False)
     pipe.xack(settings.USAGE_STREAM_KEY, GROUP, *ids)
     pipe.xdel(settings.USAGE_STREAM_KEY, *ids)
     pipe.execute()
     return len(rows)
+
+
+def _row(fields: dict) -> dict:
+    """The event, with its compressed call bodies (data, size, cut) where it has some."""
+    row = orjson.loads(fields[b"e"])
+    if b"b" in fields:
+        row["body"] = (fields[b"b"], int(fields.get(b"b_size", 0)), fields.get(b"b_cut") == b"1")
+    return row
 
 
 def _dead_letter(client: redis.Redis, entry_id, fields: dict, error: str) -> None:

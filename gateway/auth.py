@@ -10,16 +10,19 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from gateway import tracing
 from gateway.errors import GatewayError
 from gateway.limits import BudgetSpec, LimitSpec, specs_for_key
 from portal.selectors import (
     api_key_by_secret_hash,
     models_granted_to_key,
+    models_without_bodies,
     products_subscribed_by_key,
 )
 from portal.services import hash_secret
@@ -38,6 +41,8 @@ class Principal:
     limits: tuple[LimitSpec, ...] = ()  # rate limits its calls count against
     budgets: tuple[BudgetSpec, ...] = ()  # hard budgets likewise
     products: frozenset[int] = frozenset()  # subscribed to: their cache policies apply
+    log_bodies: bool = True  # the tenant keeps call bodies in the call log
+    unlogged_models: frozenset[str] = frozenset()  # through products that keep no bodies
 
     def may_use(self, model: str) -> bool:
         return self.all_models or model in self.allowed_models
@@ -83,6 +88,17 @@ async def authenticate(headers: dict[bytes, bytes]) -> Principal:
     return entry.principal
 
 
+async def caller(call_headers: dict[bytes, bytes], record: Any) -> Principal:
+    """Authenticate, and put who calls (and how long that took) on the usage record."""
+    started = time.perf_counter()
+    with tracing.span("auth"):
+        principal = await authenticate(call_headers)
+    record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
+    record.application_id = principal.application_id
+    record.timings["auth_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return principal
+
+
 async def _load_once(secret_hash: str) -> _Entry:
     # The read runs in its own task, shielded: a caller that goes away must not cancel it
     # for the others waiting on the same key.
@@ -120,5 +136,7 @@ def _load(secret_hash: str) -> _Entry:
         limits=limit_specs,
         budgets=budget_specs,
         products=products_subscribed_by_key(key=key),
+        log_bodies=key.tenant.log_bodies,
+        unlogged_models=models_without_bodies(key=key),
     )
     return _Entry(principal, key.expires_at, fresh_until)

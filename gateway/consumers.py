@@ -16,12 +16,13 @@ import orjson
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
-from gateway import feedback, pipeline, prompt_calls, prompt_wire, stateful, usage
+from gateway import feedback, metrics, pipeline, prompt_calls, prompt_wire, stateful, tracing, usage
 from gateway.errors import GatewayError
 from gateway.providers import client_codec
 from gateway.providers.base import ClientCodec
 from gateway.providers.openai.client import render_error as openai_error
 from gateway.usage import UsageRecord
+from waystation import logs
 
 log = logging.getLogger("gateway")
 
@@ -53,9 +54,11 @@ class GatewayConsumer(AsyncHttpConsumer):
         self.scope, self.base_send = scope, send
         headers = dict(scope.get("headers") or ())
         request_id = _request_id(headers)
+        logs.request_id.set(request_id)  # this request's task: every log line carries it
         record = UsageRecord.begin(request_id, self.route_name())
         try:
-            await self._serve(headers, receive, record)
+            with tracing.span("gateway.request", route=record.route, request_id=request_id):
+                await self._serve(headers, receive, record)
         except _ClientGone:
             record.status, record.error_type = 499, "client_disconnected"
         finally:
@@ -101,6 +104,8 @@ class GatewayConsumer(AsyncHttpConsumer):
 
     def _error_reply(self, err: GatewayError, record: UsageRecord) -> pipeline.Reply:
         record.status, record.error_type, record.error_code = err.status, err.kind, err.code or ""
+        if record.bodies is not None:
+            record.bodies.error = {"type": err.kind, "code": err.code, "message": err.message}
         level = logging.ERROR if err.status >= 500 else logging.INFO
         log.log(
             level,
@@ -338,3 +343,32 @@ class FeedbackConsumer(GatewayConsumer):
 
     def counts_usage(self) -> bool:
         return False
+
+
+class MetricsConsumer(AsyncHttpConsumer):
+    """GET /metrics: the Prometheus exposition (gateway.metrics); no usage event.
+
+    Plain-text refusals: 401 without the METRICS_TOKEN bearer when one is set, 403 from a
+    network outside METRICS_ALLOWED_NETWORKS when none is.
+    """
+
+    channel_layer_alias = "__none__"
+
+    async def handle(self, body: bytes) -> None:
+        if self.scope["method"] not in ("GET", "HEAD"):
+            await self._plain(405, "Use GET.\n", [(b"allow", b"GET, HEAD")])
+            return
+        refused = metrics.refusal(dict(self.scope.get("headers") or ()), self.scope.get("client"))
+        if refused is not None:
+            status, reason = refused
+            extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            await self._plain(status, reason, extra)
+            return
+        payload, content_type = await metrics.scrape()
+        if self.scope["method"] == "HEAD":
+            payload = b""
+        await self.send_response(200, payload, headers=[(b"content-type", content_type.encode())])
+
+    async def _plain(self, status: int, text: str, headers: list[tuple[bytes, bytes]]) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), *headers]
+        await self.send_response(status, text.encode(), headers=headers)

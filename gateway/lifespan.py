@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway import upstream, usage
+from gateway import tracing, upstream, usage
 
 log = logging.getLogger(__name__)
 
@@ -13,6 +13,7 @@ async def app(scope, receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            tracing.setup()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:

@@ -16,7 +16,7 @@ from decimal import Decimal
 import orjson
 
 from billing.pricing import PriceEntry, cost_of
-from gateway import auth, catalog, choice, limits, metadata, router, tokens
+from gateway import auth, call_log, catalog, choice, limits, metadata, router, tokens, tracing
 from gateway.cache import entries as cache_entries
 from gateway.cache import service as response_cache
 from gateway.catalog import ModelEntry, Target
@@ -88,8 +88,7 @@ def _route_headers(record: UsageRecord) -> list[tuple[bytes, bytes]]:
 
 async def chat(call: Call, codec: ClientCodec) -> Reply:
     record = call.record
-    principal = await auth.authenticate(call.headers)
-    record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
+    principal = await auth.caller(call.headers, record)
     req = codec.parse_request(decode_json(call.body))
     req = metadata.apply(call.headers, req, record)
     after = None
@@ -119,27 +118,45 @@ async def serve(
     record.public_model, record.stream = req.model, req.stream
     guard = await _guard(principal, record)
     if guard is not None:
-        req = guard.screen_input(req)
+        started = time.perf_counter()
+        with tracing.span("guardrails.input"):
+            req = guard.screen_input(req)
+        _took(record, "guardrails_ms", started)
+    if call_log.wanted(principal, req.model):
+        record.bodies = call_log.Bodies(req)  # as it goes upstream: redacted
     chosen = await choice.choose(principal, req, call.headers)
     entry, record.routing = chosen.entry, chosen.reason
     if principal.limits or principal.budgets:
         prompt = tokens.estimate_prompt_tokens(req)
-        await _admit(principal, record, entry, prompt, req.max_tokens or DEFAULT_ANSWER_TOKENS)
-    lookup = await response_cache.consult(principal, req, call.headers)
+        with tracing.span("limits.admit"):
+            await _admit(principal, record, entry, prompt, req.max_tokens or DEFAULT_ANSWER_TOKENS)
+    started = time.perf_counter()
+    with tracing.span("cache.lookup"):
+        lookup = await response_cache.consult(principal, req, call.headers)
+    _took(record, "cache_ms", started)
     if lookup is not None:
         record.cache = lookup.status
         if lookup.hit is not None:
+            if record.bodies is not None:
+                record.bodies.response = lookup.hit.response
             shown = _shown(lookup.hit.response, guard, req.stream)
             if after is not None:
                 await after(shown)
             return _from_cache(lookup, codec, req, record, shown, guard)
+    started = time.perf_counter()
     if req.stream:
-        opened = await router.open_stream(entry, req, record.attempts)
+        with tracing.span("upstream.open_stream", model=entry.name):
+            opened = await router.open_stream(entry, req, record.attempts)
+        _took(record, "upstream_ms", started)  # until the answer's headers
         _attribute(record, opened.target)
         stream = _relay(opened, codec, req, record, lookup, after, guard)
         headers = _route_headers(record) + _cache_headers(lookup)
         return Reply(200, headers, stream=stream, content_type=b"text/event-stream")
-    resp, target = await router.complete(entry, req, record.attempts)
+    with tracing.span("upstream.complete", model=entry.name):
+        resp, target = await router.complete(entry, req, record.attempts)
+    _took(record, "upstream_ms", started)
+    if record.bodies is not None:
+        record.bodies.response = resp  # as answered: placeholders, not the caller's values
     _attribute(record, target, resp.model)
     _account(record, target.price, req, resp.usage, _response_text(resp))
     if lookup is not None and lookup.stores:
@@ -149,6 +166,10 @@ async def serve(
         await after(resp)
     body = orjson.dumps(codec.render_response(resp, req.model))
     return Reply(200, _route_headers(record) + _cache_headers(lookup), body)
+
+
+def _took(record: UsageRecord, stage: str, started: float) -> None:
+    record.timings[stage] = round((time.perf_counter() - started) * 1000, 3)
 
 
 async def _guard(principal: auth.Principal, record: UsageRecord) -> Guard | None:
@@ -323,7 +344,10 @@ async def _relay(
         raise
     finally:
         opened.release()
-        _account(record, opened.target.price, req, relay.usage, relay.produced_text())
+        produced = relay.produced_text()
+        _account(record, opened.target.price, req, relay.usage, produced)
+        if record.bodies is not None:
+            record.bodies.response = produced
     if failure is not None:
         record.status, record.error_type = failure.status, failure.kind
         await opened.failed()
@@ -342,8 +366,7 @@ async def _relay(
 
 async def embeddings(call: Call) -> Reply:
     record = call.record
-    principal = await auth.authenticate(call.headers)
-    record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
+    principal = await auth.caller(call.headers, record)
     parsed = openai_embeddings.parse_request(decode_json(call.body))
     req = metadata.apply(call.headers, parsed.request, record)
     record.public_model = req.model
@@ -364,8 +387,7 @@ async def embeddings(call: Call) -> Reply:
 
 
 async def list_models(call: Call, model_id: str | None) -> Reply:
-    principal = await auth.authenticate(call.headers)
-    call.record.tenant_id, call.record.api_key_id = principal.tenant_id, principal.key_id
+    principal = await auth.caller(call.headers, call.record)
     snapshot = await catalog.current()
     visible = [m for m in snapshot.models.values() if m.servable and principal.may_use(m.name)]
     if model_id is None:

@@ -49,8 +49,7 @@ class Run:
 
 async def call_api(call: Call, tenant: str, slug: str, version: str | None) -> Reply:
     record = call.record
-    principal = await auth.authenticate(call.headers)
-    record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
+    principal = await auth.caller(call.headers, record)
     plan = await _load(tenant, slug, int(version) if version else None)
     if plan.product_id not in principal.products:
         raise GatewayError(
@@ -245,6 +244,10 @@ def _fold(run: Run, step: UsageRecord, version: VersionPlan, name: str) -> None:
         parent.cache_saved = (parent.cache_saved or Decimal(0)) + step.cache_saved
     for key, value in step.guardrails.items():
         parent.guardrails.setdefault(key, value)
+    for stage, ms in step.timings.items():  # a chain's stages add up
+        parent.timings[stage] = round(parent.timings.get(stage, 0) + ms, 3)
+    if step.bodies is not None:
+        parent.bodies = step.bodies  # the call log keeps the last step's
     if step.status >= 400:
         parent.status, parent.error_type = step.status, step.error_type
     run.steps.append({

@@ -67,8 +67,7 @@ class ResponsesCodec:
 
 async def create_response(call: pipeline.Call) -> Reply:
     record = call.record
-    principal = await auth.authenticate(call.headers)
-    record.tenant_id, record.api_key_id = principal.tenant_id, principal.key_id
+    principal = await auth.caller(call.headers, record)
     parsed = wire.parse_request(pipeline.decode_json(call.body))
     req = metadata.apply(call.headers, parsed.chat, record)
     instructions = (

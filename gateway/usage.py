@@ -106,13 +106,16 @@ def emit(record: UsageRecord) -> None:
         return
     record.emitted = True
     record.latency_ms = (time.perf_counter() - record.started) * 1000
+    record.timings["total_ms"] = round(record.latency_ms, 3)
+    if record.ttft_ms is not None:
+        record.timings["first_token_ms"] = round(record.ttft_ms, 3)
     if record.ticket is not None:
         tokens = (record.input_tokens or 0) + (record.output_tokens or 0)
         counted = record.input_tokens is not None or record.output_tokens is not None
         record.ticket.settle(tokens if counted else None, record.cost)
         record.ticket = None  # settled; and asdict() would copy it into the event
     metrics.observe(record)
-    _sink().put(record.as_row())
+    _sink().put(record.as_row(), record.bodies)
 
 
 # --- sinks -----------------------------------------------------------------------
@@ -148,17 +151,18 @@ class RedisStreamSink:
     def __init__(self) -> None:
         from collections import deque
 
-        self._buffer: deque[bytes] = deque(maxlen=max(1, settings.USAGE_BUFFER_MAX))
+        # (the event, its call bodies or None): bodies are rendered when written, not here
+        self._buffer: deque[tuple[bytes, Any]] = deque(maxlen=max(1, settings.USAGE_BUFFER_MAX))
         self._scheduled = False  # a flush is due or running: put() need not schedule one
         self._failures = 0  # consecutive failed writes
         self._dropped = 0  # events pushed out of the full buffer, not yet logged
         self._tasks: set[asyncio.Future[None]] = set()  # the loop holds tasks weakly
         self._clients: dict[int, Any] = {}
 
-    def put(self, row: dict[str, Any]) -> None:
+    def put(self, row: dict[str, Any], bodies: Any = None) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self._dropped += 1
-        self._buffer.append(orjson.dumps(row))
+        self._buffer.append((orjson.dumps(row), bodies))
         if not self._scheduled:
             self._schedule(settings.USAGE_FLUSH_SECONDS)
 
@@ -209,14 +213,14 @@ class RedisStreamSink:
         from itertools import chain
 
         batch, self._buffer = self._buffer, deque(maxlen=self._buffer.maxlen)
-        chunk: list[bytes] = []
+        chunk: list[tuple[bytes, Any]] = []
         written = 0
         try:
             while batch:
                 chunk = [batch.popleft() for _ in range(min(self.CHUNK, len(batch)))]
                 async with self._client().pipeline(transaction=False) as pipe:
-                    for event in chunk:
-                        pipe.xadd(settings.USAGE_STREAM_KEY, {"e": event})
+                    for event, bodies in chunk:
+                        pipe.xadd(settings.USAGE_STREAM_KEY, _entry(event, bodies))
                     await pipe.execute()
                 written += len(chunk)
                 chunk = []
@@ -257,15 +261,44 @@ class RedisStreamSink:
             self._dropped = 0
 
 
+def _entry(event: bytes, bodies: Any) -> dict[str, bytes]:
+    """A stream entry: the event, and its call bodies compressed (b, b_size, b_cut)."""
+    fields = {"e": event}
+    encoded = _encoded_bodies(bodies)
+    if encoded is not None:
+        fields["b"], size, cut = encoded
+        fields["b_size"], fields["b_cut"] = str(size).encode(), b"1" if cut else b"0"
+    return fields
+
+
+def _with_bodies(row: dict[str, Any], bodies: Any) -> dict[str, Any]:
+    encoded = _encoded_bodies(bodies)
+    if encoded is not None:
+        row["body"] = encoded
+    return row
+
+
+def _encoded_bodies(bodies: Any) -> tuple[bytes, int, bool] | None:
+    if bodies is None:
+        return None
+    from gateway import call_log
+
+    try:
+        return call_log.encode(bodies)
+    except Exception:  # a body that cannot be rendered must not cost the event
+        log.exception("usage: could not encode a call's bodies; the event is kept without")
+        return None
+
+
 class EmbeddedSink:
     """A writer thread that stores batches; the request never waits for the database."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._queue: queue.Queue[tuple[dict[str, Any], Any]] = queue.Queue()
         threading.Thread(target=self._run, name="usage-writer", daemon=True).start()
 
-    def put(self, row: dict[str, Any]) -> None:
-        self._queue.put(row)
+    def put(self, row: dict[str, Any], bodies: Any = None) -> None:
+        self._queue.put((row, bodies))
 
     async def flush(self) -> None:
         await asyncio.to_thread(self.wait_idle)
@@ -292,7 +325,7 @@ class EmbeddedSink:
                 except queue.Empty:
                     break
             try:
-                usage_store_batch(rows=batch)
+                usage_store_batch(rows=[_with_bodies(row, bodies) for row, bodies in batch])
             except Exception:
                 log.exception("usage: could not store %d events", len(batch))
             for _ in batch:

@@ -31,6 +31,20 @@ def models_granted_to_key(*, key: ApiKey) -> frozenset[str]:
     return frozenset(names)
 
 
+def models_without_bodies(*, key: ApiKey) -> frozenset[str]:
+    """Models the key calls through a subscribed product that keeps no call bodies."""
+    if key.application_id is None:
+        return frozenset()
+    from gateway.models import LanguageModel
+
+    quiet = LanguageModel.objects.filter(
+        products__subscriptions__application_id=key.application_id,
+        products__subscriptions__status=Subscription.Status.ACTIVE,
+        products__log_bodies=False,
+    )
+    return frozenset(quiet.values_list("name", flat=True))
+
+
 def products_subscribed_by_key(*, key: ApiKey) -> frozenset[int]:
     if key.application_id is None:
         return frozenset()

@@ -12,10 +12,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 # Static files straight from the apps in the embedded demo; a real deployment puts nginx first.
 django_app = ASGIStaticFilesHandler(django_app)
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from gateway import consumers, lifespan  # noqa: E402
+from observability.consumers import TailConsumer  # noqa: E402
 
 gateway_routes = [
     re_path(r"^v1/chat/completions/?$", consumers.ChatCompletionsConsumer.as_asgi()),
@@ -41,11 +44,18 @@ gateway_routes = [
         consumers.PromptApiConsumer.as_asgi(),
     ),
     re_path(r"^api/v1/feedback/?$", consumers.FeedbackConsumer.as_asgi()),
+    re_path(r"^metrics/?$", consumers.MetricsConsumer.as_asgi()),
 ]
 
 application = ProtocolTypeRouter(
     {
         "http": URLRouter([*gateway_routes, re_path(r"", django_app)]),
         "lifespan": lifespan.app,
+        # The portal's live tail: the session says who is watching.
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(
+                URLRouter([re_path(r"^ws/tail/(?P<slug>[-\w]+)/$", TailConsumer.as_asgi())])
+            )
+        ),
     }
 )

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "waystation.logs.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -260,6 +261,9 @@ GATEWAY_LOG_BODY_MAX_BYTES = env_int("GATEWAY_LOG_BODY_MAX_BYTES", 256 * 1024)
 # Prometheus /metrics: a bearer token, or callers from these networks (comma-separated).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = env_str("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# OpenTelemetry: spans per stage of each call to this OTLP/HTTP endpoint ("": tracing off).
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "waystation-gateway")
 # A day whose cost exceeds the trailing week's daily average by this factor is flagged.
 COST_ANOMALY_FACTOR = env_float("COST_ANOMALY_FACTOR", 3.0)
 USAGE_STREAM_KEY = env_str("USAGE_STREAM_KEY", "waystation:usage")
@@ -271,11 +275,23 @@ USAGE_RETRY_MAX_SECONDS = env_float("USAGE_RETRY_MAX_SECONDS", 5.0)
 # Entries a consumer read and left unacknowledged this long (it died) go to another worker.
 USAGE_RECLAIM_IDLE_MS = env_int("USAGE_RECLAIM_IDLE_MS", 60_000)
 
+# LOG_FORMAT: json (one object per line, for log pipelines) or plain; both carry request_id.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "waystation.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "waystation.logs.Json"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # faiss reports at INFO which of its builds it loaded, with a traceback-like line.
     "loggers": {"faiss.loader": {"level": "WARNING"}},

@@ -55,6 +55,7 @@ def add_event(
         created_at=at,
         tenant_id=tenant.pk if tenant else None,
         api_key_id=key.pk if key else None,
+        application_id=key.application_id if key else None,  # as the gateway records it
         route="chat.completions",
         public_model=model,
         served_model=served_model,
