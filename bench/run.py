@@ -1936,10 +1936,12 @@ def main():
                         ("routing", routing_overhead),
                         ("limits", limits_overhead),
                         ("cache", cache_latency),
-                        ("context", context_assembly),
-                        ("guardrails", guardrails_phase),
+                        # Before context: its savings script applies a config of its own,
+                        # which switches the bench models off.
                         ("prompts", prompt_api_latency),
                         ("call_log", call_log_latency),
+                        ("context", context_assembly),
+                        ("guardrails", guardrails_phase),
                     ):
                         try:
                             results[name][phase] = measure(t)

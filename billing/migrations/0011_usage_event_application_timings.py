@@ -32,9 +32,5 @@ class Migration(migrations.Migration):
             name='timings',
             field=models.JSONField(blank=True, default=dict),
         ),
-        migrations.AddIndex(
-            model_name='usageevent',
-            index=models.Index(fields=['tenant_id', 'created_at'], name='usage_tenant_time'),
-        ),
         migrations.RunPython(backfill_applications, migrations.RunPython.noop),
     ]
