@@ -7,7 +7,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint fmt install services browser bench clean
+.PHONY: run test lint fmt install services browser nginx cluster cluster-stop bench clean
 
 $(VENV)/.installed: requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,22 @@ browser:
 	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq chromium; }
 
+# nginx for `make cluster` and the cluster tests (tests/cluster): the OS package, where missing.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && { apt-get install -y -qq nginx-light || apt-get install -y -qq nginx; }; }
+
+# nginx on CLUSTER_PORT in front of GATEWAYS gateway processes, WORKERS Celery workers and a beat,
+# on DATABASE_URL and REDIS_URL (deploy/cluster/cluster.py); state and logs in var/cluster/.
+GATEWAYS ?= 2
+WORKERS ?= 1
+CLUSTER_PORT ?= 8080
+cluster: install services nginx
+	$(PY) -m deploy.cluster.cluster start --gateways $(GATEWAYS) --workers $(WORKERS) --port $(CLUSTER_PORT)
+
+cluster-stop:
+	$(PY) -m deploy.cluster.cluster stop
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -48,7 +64,7 @@ fmt: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install services browser
+test: install services browser nginx
 	$(VENV)/bin/ruff check .
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)

@@ -16,7 +16,18 @@ from decimal import Decimal
 import orjson
 
 from billing.pricing import PriceEntry, cost_of
-from gateway import auth, call_log, catalog, choice, limits, metadata, router, tokens, tracing
+from gateway import (
+    auth,
+    call_log,
+    catalog,
+    choice,
+    drain,
+    limits,
+    metadata,
+    router,
+    tokens,
+    tracing,
+)
 from gateway.cache import entries as cache_entries
 from gateway.cache import service as response_cache
 from gateway.catalog import ModelEntry, Target
@@ -330,6 +341,8 @@ async def _relay(
     failure: GatewayError | None = None
     try:
         async for chunk in opened.chunks():
+            if drain.state.expired:
+                raise drain.restarting()
             data = relay.feed(chunk)
             if relay.first_token_seen:
                 record.mark_first_token()
@@ -350,7 +363,10 @@ async def _relay(
             record.bodies.response = produced
     if failure is not None:
         record.status, record.error_type = failure.status, failure.kind
-        await opened.failed()
+        if failure.code == drain.CODE:
+            opened.response.abort()  # our restart, not the deployment's fault
+        else:
+            await opened.failed()
         emit_usage(record)
         yield relay.error(failure)
         return

@@ -17,7 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from gateway import consumers, lifespan  # noqa: E402
+from gateway import consumers, health, lifespan  # noqa: E402
 from observability.consumers import TailConsumer  # noqa: E402
 
 gateway_routes = [
@@ -45,6 +45,7 @@ gateway_routes = [
     ),
     re_path(r"^api/v1/feedback/?$", consumers.FeedbackConsumer.as_asgi()),
     re_path(r"^metrics/?$", consumers.MetricsConsumer.as_asgi()),
+    re_path(r"^readyz/?$", health.ReadyzConsumer.as_asgi()),
 ]
 
 application = ProtocolTypeRouter(

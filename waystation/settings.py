@@ -235,6 +235,9 @@ GATEWAY_CONNECT_TIMEOUT = env_float("GATEWAY_CONNECT_TIMEOUT", 10.0)
 GATEWAY_READ_TIMEOUT = env_float("GATEWAY_READ_TIMEOUT", 120.0)  # idle gap within a stream
 GATEWAY_FIRST_TOKEN_TIMEOUT = env_float("GATEWAY_FIRST_TOKEN_TIMEOUT", 60.0)
 GATEWAY_TOTAL_TIMEOUT = env_float("GATEWAY_TOTAL_TIMEOUT", 600.0)
+# SIGTERM: running requests and streams get this long to finish; streams still running then
+# end with an error event (gateway/drain.py). uvicorn's --timeout-graceful-shutdown must be longer.
+GATEWAY_DRAIN_SECONDS = env_float("GATEWAY_DRAIN_SECONDS", 30.0)
 # Redis unreachable: True keeps serving with per-process limits, False answers 503.
 # The response cache's defaults, where no CachePolicy applies (gateway/cache/policy.py).
 GATEWAY_CACHE_MODE = env_str("GATEWAY_CACHE_MODE", "exact")  # off | exact | semantic
@@ -274,6 +277,8 @@ USAGE_BUFFER_MAX = env_int("USAGE_BUFFER_MAX", 100_000)
 USAGE_RETRY_MAX_SECONDS = env_float("USAGE_RETRY_MAX_SECONDS", 5.0)
 # Entries a consumer read and left unacknowledged this long (it died) go to another worker.
 USAGE_RECLAIM_IDLE_MS = env_int("USAGE_RECLAIM_IDLE_MS", 60_000)
+# /readyz fails when the usage stream holds more entries (or pending ones) than this.
+READY_MAX_USAGE_BACKLOG = env_int("READY_MAX_USAGE_BACKLOG", 10_000)
 
 # LOG_FORMAT: json (one object per line, for log pipelines) or plain; both carry request_id.
 LOG_FORMAT = env_str("LOG_FORMAT", "json")
