@@ -21,7 +21,8 @@ def nginx_available() -> bool:
     return bool(shutil.which("nginx")) or os.access("/usr/sbin/nginx", os.X_OK)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the cluster (and its Celery worker) is gone before the other suites run.
+@pytest.fixture(scope="package")
 def cluster(django_db_setup, django_db_blocker, isolated_usage_stream, tmp_path_factory):
     from deploy.cluster.cluster import Cluster
     from tests.conftest import _drop_other_connections
@@ -35,7 +36,8 @@ def cluster(django_db_setup, django_db_blocker, isolated_usage_stream, tmp_path_
     env = {
         "DATABASE_URL": f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
-        "USAGE_STREAM_KEY": settings.USAGE_STREAM_KEY,
+        # Its own stream: its worker must never drain the test process's events.
+        "USAGE_STREAM_KEY": f"{settings.USAGE_STREAM_KEY}:cluster",
         "GATEWAY_CACHE_KEY_PREFIX": settings.GATEWAY_CACHE_KEY_PREFIX,
         "GATEWAY_CATALOG_CACHE_SECONDS": str(CATALOG_SECONDS),
         "GATEWAY_BREAKER_FAILURES": "3",
