@@ -140,3 +140,12 @@ def pytest_collection_modifyitems(items):
     # Keep stray proxies from hijacking loopback calls of the SDKs.
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         os.environ.pop(name, None)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.security import tally
+
+    if tally.counts:
+        terminalreporter.section("security battery")
+        for name, n in sorted(tally.counts.items()):
+            terminalreporter.write_line(f"{name}: {n}")
