@@ -65,6 +65,8 @@ WAYSTATION_ENV = {
     # The peers don't cache by default; the comparison is of proxying. The cache phase uses
     # `bench-cached`, whose own policy turns it on.
     "GATEWAY_CACHE_MODE": "off",
+    # The bench upstreams listen on loopback, which the outbound policy refuses by default.
+    "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
 }
 # Each setup step must exit 0, else the Waystation leg is skipped.
 WAYSTATION_SETUP = os.environ.get(

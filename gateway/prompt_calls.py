@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
 from gateway import auth, metadata
 from gateway.errors import GatewayError, invalid
@@ -128,11 +129,32 @@ async def _emitted(stream: AsyncIterator[bytes], record: UsageRecord) -> AsyncIt
 # --- choosing and rendering ----------------------------------------------------------
 
 
+# What each process read of an API, kept GATEWAY_CATALOG_CACHE_SECONDS: a label move, a new
+# experiment or a retired product applies within that time, like the catalog's changes.
+_plans: dict[tuple[str, str, int | None], tuple[float, ApiPlan | None | str]] = {}
+MAX_CACHED_PLANS = 10_000
+
+
+def forget() -> None:
+    _plans.clear()
+
+
 async def _load(tenant: str, slug: str, number: int | None) -> ApiPlan:
-    try:
-        plan = await sync_to_async(runtime.load_api, thread_sensitive=False)(tenant, slug, number)
-    except runtime.VersionNotFound as exc:
-        raise GatewayError("not_found", str(exc), code="version_not_found") from exc
+    key = (tenant, slug, number)
+    cached = _plans.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        found = cached[1]
+    else:
+        try:
+            found = await sync_to_async(runtime.load_api, thread_sensitive=False)(*key)
+        except runtime.VersionNotFound as exc:
+            found = str(exc)
+        if len(_plans) >= MAX_CACHED_PLANS:
+            _plans.clear()  # bounded: a flood of made-up paths must not grow memory
+        _plans[key] = (time.monotonic() + settings.GATEWAY_CATALOG_CACHE_SECONDS, found)
+    if isinstance(found, str):
+        raise GatewayError("not_found", found, code="version_not_found")
+    plan = found
     if plan is None:
         raise GatewayError(
             "not_found", f"There is no prompt API at /api/p/{tenant}/{slug}.", code="api_not_found"

@@ -11,11 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 import orjson
 
 from prompts.models import Chain, Experiment, PromptApi, PromptVersion
-from prompts.services import json_path, variable_errors
+from prompts.services import json_path, validator_for, variable_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +173,9 @@ def parse_output(version: VersionPlan, text: str) -> Any:
         raise OutputInvalid(f"the answer is not JSON ({exc})") from exc
     if version.output_schema:
         errors = sorted(
-            jsonschema.Draft202012Validator(version.output_schema).iter_errors(value),
+            validator_for(
+                orjson.dumps(version.output_schema, option=orjson.OPT_SORT_KEYS)
+            ).iter_errors(value),
             key=lambda e: list(e.absolute_path),
         )
         if errors:

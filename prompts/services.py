@@ -4,17 +4,19 @@ messages from validated variables. Every write is checked (`prompt.manage`) and 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from typing import Any
 
 import jsonschema
+import orjson
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from portal.models import Tenant
 from portal.services.common import SYSTEM, Actor, ServiceError, _check, audit
 from prompts.models import Prompt, PromptLabel, PromptVersion
-from prompts.templating import TemplateError, compile_template
+from prompts.templating import Template, TemplateError, compile_template
 
 ROLES = ("system", "user", "assistant")
 OUTPUT_FORMATS = ("text", "json")
@@ -152,6 +154,18 @@ def version_for(prompt: Prompt, label_or_number: str | int) -> PromptVersion:
     return found
 
 
+@functools.lru_cache(maxsize=1024)
+def compiled(source: str) -> Template:
+    """A template compiled once per process: versions never change, so neither do sources."""
+    return compile_template(source)
+
+
+@functools.lru_cache(maxsize=1024)
+def validator_for(schema_json: bytes) -> jsonschema.Draft202012Validator:
+    """One validator per distinct schema (keyed by its sorted JSON) per process."""
+    return jsonschema.Draft202012Validator(orjson.loads(schema_json))
+
+
 def json_path(parts) -> str:
     """A JSON Schema error's location as `$.a.b[2]`."""
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
@@ -161,7 +175,7 @@ def variable_errors(schema: dict, variables: object) -> dict[str, str]:
     """The variables' breaches of the schema, one message per invalid field by JSON path."""
     if not isinstance(variables, dict):
         return {"$": "the variables must be a JSON object"}
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = validator_for(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     return {json_path(e.absolute_path): e.message for e in validator.iter_errors(variables)}
 
 
@@ -173,7 +187,7 @@ def render_messages(messages: list[dict[str, str]], schema: dict, variables: obj
         raise VariablesInvalid(errors)
     try:
         return [
-            {"role": m["role"], "content": compile_template(m["content"]).render(variables)}
+            {"role": m["role"], "content": compiled(m["content"]).render(variables)}
             for m in messages
         ]
     except TemplateError as exc:

@@ -12,6 +12,20 @@ import pytest
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
+# The fake providers and webhook receivers listen on loopback, which the outbound policy
+# (gateway/outbound.py) refuses by default: allow it for the whole run, in this process and in
+# the gateways it starts. tests/security/test_ssrf.py empties the list again.
+LOOPBACK = "127.0.0.0/8,::1/128"
+os.environ["OUTBOUND_ALLOWED_NETWORKS"] = os.environ.get("OUTBOUND_ALLOWED_NETWORKS") or LOOPBACK
+
+
+@pytest.fixture(scope="session", autouse=True)
+def outbound_loopback_allowed():
+    """Settings may have been read before this file set the variable."""
+    from django.conf import settings
+
+    settings.OUTBOUND_ALLOWED_NETWORKS = settings.OUTBOUND_ALLOWED_NETWORKS or LOOPBACK
+
 
 @pytest.fixture(scope="session")
 def isolated_usage_stream():
@@ -88,7 +102,7 @@ def gateway(gateway_server, transactional_db):
     """The running gateway, with per-process caches emptied for this test's data."""
     from django.conf import settings
 
-    from gateway import auth, balance, breaker, catalog, limits, shared, usage
+    from gateway import auth, balance, breaker, catalog, limits, prompt_calls, shared, usage
     from gateway.cache import service as response_cache
     from gateway.context import service as context
 
@@ -102,6 +116,7 @@ def gateway(gateway_server, transactional_db):
     balance.latency_ms.clear()
     response_cache.reset()
     context.forget()
+    prompt_calls.forget()
     # Events of earlier tests must not land in this test's database.
     gateway_server.call(usage.flush())
     if settings.DISTRIBUTED:
