@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 TOOLS=bench/.peers/tools
 [ -x $TOOLS/bin/py-spy ] || { python3 -m venv $TOOLS && $TOOLS/bin/pip install -q py-spy; }
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/waystation_bench REDIS_URL=redis://127.0.0.1:6379/5
+export OUTBOUND_ALLOWED_NETWORKS=127.0.0.0/8,::1/128  # the bench upstreams are on loopback
 export BENCH_JSON_PORT=18081 BENCH_SSE_PORT=18082
 OUT=$(mktemp -d)
 node bench/upstream/sse_server.mjs --port 18082 --chunks 20 --interval-ms 10 >"$OUT/sse.log" 2>&1 &

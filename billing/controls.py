@@ -55,6 +55,10 @@ def budget_set(
     marks = sorted({int(t) for t in thresholds})
     if any(not 1 <= t <= 100 for t in marks):
         raise ServiceError("Thresholds are percentages from 1 to 100.")
+    if webhook_url:
+        from billing.report_webhooks import check_webhook_url
+
+        check_webhook_url(webhook_url)
     budget, created = Budget.objects.update_or_create(
         tenant=tenant,
         application=application,

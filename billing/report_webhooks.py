@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from billing.models import ReportWebhook
 from billing.reports import month_label, monthly_report, previous_month
+from gateway import outbound
 from gateway.secrets import decrypt, encrypt
 from portal.models import Tenant
 from portal.services.common import Actor, ServiceError, _check, audit
@@ -56,13 +57,14 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
 
 def post_event(url: str, secret: str | None, event: str, payload: dict) -> None:
     """POST one alert event as compact JSON, signed when there is a secret. Raises what
-    urllib raises; callers decide whether a failure matters."""
+    urllib raises, or OutboundRefused when the policy forbids the address (redirects are not
+    followed); callers decide whether a failure matters."""
     body = json.dumps({"event": event, **payload}, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "X-Waystation-Event": event}
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, body, int(time.time()))
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
-    urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS).close()  # noqa: S310 - http(s) only
+    outbound.urlopen(request, timeout=TIMEOUT_SECONDS).close()
 
 
 def verify(
@@ -87,6 +89,15 @@ def report_body(report) -> bytes:
 # --- settings (services: checked and audited) --------------------------------------------
 
 
+def check_webhook_url(url: str) -> None:
+    """ServiceError unless the outbound policy lets the server call `url` (gateway.outbound);
+    checked again on every delivery, on the address connected to."""
+    try:
+        outbound.check_url(url)
+    except outbound.OutboundRefused as exc:
+        raise ServiceError(f"The webhook URL is not allowed: {exc}") from None
+
+
 def report_webhook_set(
     *, actor: Actor, tenant: Tenant, url: str, enabled: bool = True, rotate_secret: bool = False
 ) -> tuple[ReportWebhook, str | None]:
@@ -98,6 +109,7 @@ def report_webhook_set(
         URLValidator(schemes=["http", "https"])(url)
     except ValidationError:
         raise ServiceError("The webhook URL must be an http:// or https:// URL.") from None
+    check_webhook_url(url)
     webhook = ReportWebhook.objects.filter(tenant=tenant).first()
     secret = None
     if webhook is None or rotate_secret:
@@ -154,7 +166,7 @@ def push_report(webhook: ReportWebhook, year: int, month: int) -> int:
     )
     status, error = None, ""
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+        with outbound.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status, error = exc.code, f"HTTP {exc.code}"

@@ -17,7 +17,7 @@ import yaml
 from django.db import transaction
 
 from billing import prices
-from gateway import secrets
+from gateway import outbound, secrets
 from gateway.config_cache import CacheChecks, apply_cache_policies
 from gateway.config_guardrails import GuardrailChecks, GuardrailSpec, apply_guardrails
 from gateway.config_routing import RoutingChecks
@@ -195,6 +195,11 @@ class _Validator(RoutingChecks, CacheChecks, GuardrailChecks):
         base_url = self.expand(node, self.text(node, "base_url", required=kind != "demo"))
         if base_url and not base_url.startswith(("http://", "https://")):
             self.fail(node, f"base_url '{base_url}' must start with http:// or https://")
+        elif base_url:
+            try:
+                outbound.check_url(base_url)
+            except outbound.OutboundRefused as exc:
+                self.fail(node, f"base_url '{base_url}' is not allowed: {exc}")
         spec = ProviderSpec(name, kind, base_url, options=node.get("options") or {})
         if not isinstance(spec.options, dict):
             self.fail(node, "'options' must be a mapping")

@@ -1,5 +1,7 @@
 from django.db import models
 
+from gateway.fields import EncryptedJSONField
+
 
 class Provider(models.Model):
     """An upstream account: a wire protocol, a base URL and credentials."""
@@ -174,7 +176,7 @@ class ConversationItem(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
     seq = models.IntegerField()
     public_id = models.CharField(max_length=64)  # msg_... / fc_...
-    message = models.JSONField()
+    message = EncryptedJSONField()  # encrypted at rest (gateway/fields.py)
     tokens = models.IntegerField()
     pinned = models.BooleanField(default=False)  # always sent, whatever the strategy
     response_id = models.CharField(max_length=64, blank=True)  # the response that added it
@@ -201,7 +203,7 @@ class StoredResponse(models.Model):
     input_from = models.IntegerField()  # its input items: seq input_from .. output_from - 1
     output_from = models.IntegerField()
     upto = models.IntegerField()  # next_seq after its output: a continuation starts here
-    body = models.JSONField()  # the Response object as returned
+    body = EncryptedJSONField()  # the Response object as returned; encrypted at rest
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

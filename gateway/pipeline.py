@@ -64,13 +64,38 @@ class Reply:
     content_type: bytes = b"application/json"
 
 
+# orjson reads 1024 levels but writes only 254, and repr() and asdict() recurse: a body nested
+# deeper than this would fail later (going upstream, in the call log, in an error message) as a
+# 500. tests/security/test_fuzz_gateway.py holds decode_json to exactly this depth.
+MAX_JSON_DEPTH = 128
+ORJSON_MAX_DEPTH = 254
+
+
 def decode_json(body: bytes) -> object:
     if not body:
         raise invalid("The request body is empty; send a JSON object.")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"The request body is not valid JSON: {exc}.") from exc
+    # Counting brackets is C-fast and rules out deep nesting for almost every body.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(value):
+        raise invalid(f"The request body nests arrays and objects over {MAX_JSON_DEPTH} deep.")
+    return value
+
+
+def _too_deep(value: object) -> bool:
+    """Whether arrays and objects nest over MAX_JSON_DEPTH levels. orjson measures it, in C (a
+    walk in Python takes most of a second on a body of many small objects): under
+    ORJSON_MAX_DEPTH - MAX_JSON_DEPTH levels of wrapping, it refuses exactly those values."""
+    wrapped = value
+    for _ in range(ORJSON_MAX_DEPTH - MAX_JSON_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except orjson.JSONEncodeError:
+        return True
+    return False
 
 
 def _attribute(record: UsageRecord, target: Target, upstream_model: str = "") -> None:

@@ -188,13 +188,22 @@ def _render(version: VersionPlan, variables: object) -> list[dict[str, str]]:
         ) from exc
 
 
+ERRORS_SHOWN, ERROR_CHARS = 20, 300  # jsonschema quotes the offending value whole
+
+
 def _variables_invalid(errors: list[dict[str, str]]) -> GatewayError:
+    """The answer names each problem; it does not echo a 10 MB variable back (twice)."""
+    errors = [{**e, "message": _clip(e["message"])} for e in errors[:ERRORS_SHOWN]]
     err = invalid(
         "The variables do not match the API's input schema: "
         + "; ".join(f"{e['path']}: {e['message']}" for e in errors)
     )
     err.code, err.errors = "invalid_variables", errors
     return err
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "…"
 
 
 def _wants_stream(call: Call) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,11 +12,13 @@ from typing import Any
 
 import aiohttp
 
+from gateway import outbound
 from gateway.catalog import Timeouts
 from gateway.errors import GatewayError
 from gateway.providers import ProviderKind
 from gateway.schemas import UpstreamRequest
 
+log = logging.getLogger(__name__)
 _sessions: dict[tuple[int, str], aiohttp.ClientSession] = {}
 
 
@@ -41,7 +44,11 @@ def _session(provider: str) -> aiohttp.ClientSession:
     key = (id(asyncio.get_running_loop()), provider)
     session = _sessions.get(key)
     if session is None or session.closed:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        # The resolver drops addresses the outbound policy forbids, on every lookup (DNS
+        # rebinding); the DNS cache holds only what it kept.
+        connector = aiohttp.TCPConnector(
+            limit=0, ttl_dns_cache=300, keepalive_timeout=30, resolver=outbound.PolicyResolver()
+        )
         session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=True,
@@ -70,13 +77,24 @@ async def send(
         status, chunks = await kind.local_server(req)
         return UpstreamResponse(status, {}, chunks)
     try:
+        # aiohttp connects to an IP literal without its resolver: those are checked here.
+        outbound.check_url_now(req.url)
         resp = await _session(provider).request(
             req.method,
             req.url,
             headers=req.headers,
             data=req.body,
             timeout=_client_timeout(timeouts),
+            allow_redirects=False,  # a 3xx is the provider's answer, never followed
         )
+    except outbound.OutboundRefused as exc:
+        log.warning("upstream %s refused by the outbound policy: %s", provider, exc)
+        raise GatewayError(
+            "upstream_error",
+            f"The call to {provider} was refused: its address is not allowed by the "
+            "outbound network policy (OUTBOUND_ALLOWED_NETWORKS).",
+            retryable=True,  # another deployment of the model may be allowed
+        ) from exc
     except TimeoutError as exc:
         raise GatewayError(
             "upstream_timeout", f"{provider} did not answer in time.", retryable=True

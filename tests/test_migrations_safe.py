@@ -105,6 +105,15 @@ ALLOWED = {
     "gateway.0004_deployment_timeouts: AddField deployment.timeouts is NOT NULL without "
     "db_default": RELEASED + "; the catalog is written only by apply_config and the portal",
     **{
+        f"gateway.0009_encrypted_conversation_content: AlterField {field}: type JSONField -> "
+        "EncryptedJSONField": (
+            "EncryptedJSONField keeps JSONField's jsonb column, so no SQL runs and no row is "
+            "rewritten; it reads the rows written before as they are (gateway/fields.py), and "
+            "rotate_secrets encrypts them in batches outside the migration"
+        )
+        for field in ("conversationitem.message", "storedresponse.body")
+    },
+    **{
         f"portal.{migration}: AddField {model}.{field} is NOT NULL without db_default": (
             RELEASED + "; tenants and products are written by the portal, not per call"
         )

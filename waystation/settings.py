@@ -6,6 +6,7 @@ Distributed mode: DATABASE_URL (PostgreSQL) and REDIS_URL set; shared state live
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
@@ -25,6 +26,12 @@ def env_bool(name: str, default: bool = False) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return default if value in (None, "") else int(value)
+
+
+def _origin_of(url: str) -> list[str]:
+    """["https://host[:port]"] of a URL, [] for an empty one (CSP source expressions)."""
+    parts = urlsplit(url)
+    return [f"{parts.scheme}://{parts.netloc}"] if parts.scheme and parts.netloc else []
 
 
 def env_float(name: str, default: float) -> float:
@@ -61,6 +68,7 @@ INSTALLED_APPS = [
     "billing",
     "prompts",
     "observability",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -72,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -177,6 +186,10 @@ ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "mandatory")
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGOUT_REDIRECT_URL = "/"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Login throttling (allauth's defaults, pinned here so a change is deliberate): 10 failed logins
+# a minute per client address, 5 per account in 5 minutes; then the form refuses even the
+# right password until the window passes. Counters live in the cache (Redis when distributed).
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/300s/key", "login": "30/m/ip"}
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
 # Single sign-on through an OpenID Connect provider the operator configures.
 SOCIALACCOUNT_PROVIDERS = {}
@@ -199,6 +212,60 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Waystation <noreply@waystation.local>")
+
+# --- web security (portal and management API; docs/settings.md, tests/security/) ---------
+# HTTPS=true: the portal is served over TLS (terminated here or by a proxy such as
+# deploy/nginx): secure cookies, HSTS and a redirect of plain HTTP.
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# The portal's JavaScript sends the token from the page (hx-headers), never from the cookie;
+# the Swagger UI's "Try it out" reads the cookie, so it stays readable.
+CSRF_COOKIE_HTTPONLY = False
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# Liveness probes (Dockerfile, Compose, Helm) call /healthz over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Behind a TLS-terminating proxy, this header tells Django the request was HTTPS. Only a proxy
+# that always sets it (deploy/nginx sets X-Forwarded-Proto) may be trusted with it.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto" if HTTPS else "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Preloading HSTS is a commitment for the whole domain, hard to undo (hstspreload.org), so it
+# is the operator's explicit choice; until it is made, check --deploy's reminder is silenced.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# allauth reads the client's address for its rate limits: behind N proxies that append to
+# X-Forwarded-For (deploy/nginx: 1), the Nth entry from the right; 0 uses the socket's peer.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Content-Security-Policy (django-csp 4): no inline or eval'd script anywhere; every script is
+# a file under static/. Inline styles stay allowed (a few pages carry <style> blocks and
+# computed style="" widths). connect-src 'self' covers ws:/wss: to the same host (CSP Level 3),
+# which is all the live tail opens.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        # Browsers hold a form's redirects to form-action too: the single sign-on form posts
+        # here and is redirected to the provider's authorization endpoint.
+        "form-action": ["'self'", *_origin_of(env_str("OIDC_SERVER_URL"))],
+    }
+}
 
 # --- management API ---------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -225,7 +292,12 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- gateway -------------------------------------------------------------------
-# Provider secrets at rest are encrypted with this key (Fernet, derived from SECRET_KEY if unset).
+# Secrets and stored content at rest are encrypted with these Fernet keys (gateway/secrets.py):
+# WAYSTATION_SECRETS_KEYS lists them current first (the others still decrypt, for rotation);
+# else the one WAYSTATION_SECRETS_KEY; else a key derived from SECRET_KEY.
+WAYSTATION_SECRETS_KEYS = [
+    key.strip() for key in env_str("WAYSTATION_SECRETS_KEYS").split(",") if key.strip()
+]
 WAYSTATION_SECRETS_KEY = env_str("WAYSTATION_SECRETS_KEY")
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
 # How long a process trusts what it read of keys and the catalog; bounds revocation delay.
@@ -264,6 +336,11 @@ GATEWAY_LOG_BODY_MAX_BYTES = env_int("GATEWAY_LOG_BODY_MAX_BYTES", 256 * 1024)
 # Prometheus /metrics: a bearer token, or callers from these networks (comma-separated).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = env_str("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# Outbound calls (provider base URLs, webhooks; gateway/outbound.py) may not reach loopback,
+# private, link-local, CGNAT, multicast or metadata addresses unless these allow them:
+# comma-separated CIDRs, and exact host names (e.g. an in-cluster model server).
+OUTBOUND_ALLOWED_NETWORKS = env_str("OUTBOUND_ALLOWED_NETWORKS", "")
+OUTBOUND_ALLOWED_HOSTS = env_str("OUTBOUND_ALLOWED_HOSTS", "")
 # OpenTelemetry: spans per stage of each call to this OTLP/HTTP endpoint ("": tracing off).
 OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "waystation-gateway")

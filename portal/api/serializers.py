@@ -99,8 +99,8 @@ class ApplicationCreateInputSerializer(serializers.Serializer):
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
     """What is known of a key after its creation: never the secret, never its hash."""
 
-    application = serializers.PrimaryKeyRelatedField(read_only=True)
-    rotated_to = serializers.PrimaryKeyRelatedField(read_only=True)
+    application = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    rotated_to = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = ApiKey

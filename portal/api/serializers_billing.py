@@ -25,8 +25,9 @@ class BudgetOutputSerializer(serializers.ModelSerializer):
 
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     scope = serializers.ChoiceField(choices=Scope.choices, read_only=True)
-    application = serializers.PrimaryKeyRelatedField(read_only=True)
-    api_key = serializers.PrimaryKeyRelatedField(read_only=True)
+    application = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    api_key = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    webhook_url = serializers.CharField(read_only=True, help_text="A URL; empty: none.")
     spent_usd = serializers.SerializerMethodField()
     percent = serializers.SerializerMethodField()
     period_start = serializers.SerializerMethodField()
@@ -127,8 +128,8 @@ class BudgetInputSerializer(TargetInputSerializer):
 class RateLimitOutputSerializer(serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     scope = serializers.ChoiceField(choices=Scope.choices, read_only=True)
-    application = serializers.PrimaryKeyRelatedField(read_only=True)
-    api_key = serializers.PrimaryKeyRelatedField(read_only=True)
+    application = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    api_key = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = RateLimit

@@ -15,6 +15,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.request import RawPostDataException
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -220,7 +221,11 @@ async def playground_run(request, slug, prompt):
     if not user.is_authenticated:
         return _error(401, "authentication_error", "Log in to run prompts.")
     try:
-        version, variables = await sync_to_async(_run_target)(user, slug, prompt, request.body)
+        body = request.body
+    except RawPostDataException:  # a form post: the CSRF check has read the stream already
+        body = b""
+    try:
+        version, variables = await sync_to_async(_run_target)(user, slug, prompt, body)
     except RunRefused as refused:
         return _error(refused.status, refused.kind, refused.message)
     tenant = version.prompt.tenant

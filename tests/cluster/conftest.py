@@ -36,6 +36,7 @@ def cluster(django_db_setup, django_db_blocker, isolated_usage_stream, tmp_path_
     env = {
         "DATABASE_URL": f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
+        "OUTBOUND_ALLOWED_NETWORKS": settings.OUTBOUND_ALLOWED_NETWORKS,  # fakes on loopback
         # Its own stream: its worker must never drain the test process's events.
         "USAGE_STREAM_KEY": f"{settings.USAGE_STREAM_KEY}:cluster",
         "GATEWAY_CACHE_KEY_PREFIX": settings.GATEWAY_CACHE_KEY_PREFIX,

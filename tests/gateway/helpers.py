@@ -56,6 +56,7 @@ def another_gateway(**env: str) -> Iterator[str]:
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
+        "OUTBOUND_ALLOWED_NETWORKS": settings.OUTBOUND_ALLOWED_NETWORKS,  # fakes on loopback
         **env,
     }
     command = [sys.executable, "-m", "uvicorn", "waystation.asgi:application"]

@@ -64,7 +64,7 @@ class TokenListCreateApi(ListApi):
         operation_id="tokens_create",
         summary="Create a token for scripts; the response carries its secret, once",
         request=s.TokenCreateInputSerializer,
-        responses={201: s.IssuedTokenOutputSerializer, **errors(400, 401)},
+        responses={201: s.IssuedTokenOutputSerializer, **errors(400, 401, 415)},
         tags=["tokens"],
     )
     def post(self, request):

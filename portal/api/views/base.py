@@ -28,7 +28,8 @@ def read(*extra: int) -> dict:
 
 
 def write(*extra: int) -> dict:
-    return errors(400, 401, 403, 404, *extra)
+    # 415: a body in a media type the parsers do not take (or a multipart one they cannot read).
+    return errors(400, 401, 403, 404, 415, *extra)
 
 
 class BaseApi(APIView):

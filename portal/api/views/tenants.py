@@ -36,7 +36,7 @@ class TenantListCreateApi(ListApi):
         operation_id="tenants_create",
         summary="Create a tenant; the caller becomes its owner",
         request=s.TenantCreateInputSerializer,
-        responses={201: s.TenantOutputSerializer, **errors(400, 401)},
+        responses={201: s.TenantOutputSerializer, **errors(400, 401, 415)},
         tags=["tenants"],
     )
     def post(self, request):

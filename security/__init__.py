@@ -1,0 +1,1 @@
+"""`make test`'s security checks (check.py) and their one allow-list (allowlist.yaml)."""
