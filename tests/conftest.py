@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-pytest_plugins = ["tests.fakes.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.log_capture"]
 
 # The fake providers and webhook receivers listen on loopback, which the outbound policy
 # (gateway/outbound.py) refuses by default: allow it for the whole run, in this process and in

@@ -7,7 +7,6 @@ carry the key in other headers and in the body; each record is rendered with all
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Iterator
 
@@ -22,40 +21,6 @@ PROVIDER_KEY = "sk-live-provider-" + secrets.token_hex(16)
 WRONG_PROVIDER_KEY = "sk-live-revoked-" + secrets.token_hex(16)
 INVALID_CLIENT_KEY = "wsk-invalid-" + secrets.token_hex(16)
 HELLO = [{"role": "user", "content": "one two three"}]
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # The message, the exception and every extra attribute the formatters could print.
-        parts = [record.getMessage(), repr(record.args), repr(vars(record))]
-        if record.exc_info:
-            parts.append(logging.Formatter().formatException(record.exc_info))
-        self.lines.append(" ".join(parts))
-
-
-@pytest.fixture
-def captured() -> Iterator[Capture]:
-    handler = Capture()
-    manager = logging.Logger.manager
-    loggers = [logging.getLogger()] + [
-        logger
-        for logger in manager.loggerDict.values()
-        if isinstance(logger, logging.Logger) and not logger.propagate
-    ]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.removeHandler(handler)
-            logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")

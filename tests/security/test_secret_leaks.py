@@ -11,7 +11,6 @@ are in none of the encrypted columns (read with raw SQL, under the field's decry
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets
 import zlib
@@ -52,40 +51,6 @@ ENCRYPTED_COLUMNS = [
     ("gateway_provider", "api_key_encrypted", "api_key_encrypted"),
     ("billing_reportwebhook", "secret_encrypted", "secret_encrypted"),
 ]
-
-
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        parts = [record.getMessage(), repr(record.args), repr(vars(record))]
-        if record.exc_info:
-            parts.append(logging.Formatter().formatException(record.exc_info))
-        self.lines.append(" ".join(parts))
-
-
-@pytest.fixture
-def captured() -> Iterator[Capture]:
-    """Every logger at DEBUG: the root, and those that don't propagate to it."""
-    handler = Capture()
-    manager = logging.Logger.manager
-    loggers = [logging.getLogger()] + [
-        logger
-        for logger in manager.loggerDict.values()
-        if isinstance(logger, logging.Logger) and not logger.propagate
-    ]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.removeHandler(handler)
-            logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
